@@ -1,0 +1,55 @@
+"""Frozen configuration records, convertible to and from plain dicts (stored as JSON)."""
+from dataclasses import asdict, dataclass, fields
+
+CELLS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
+DEFAULT_LR = {"adagrad": 0.1, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a checkpoint needs to rebuild the network."""
+
+    model: str = "lstm"
+    hidden: int = 256
+    layers: int = 2
+    vocab_size: int = 0
+    dropout: float = 0.0
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.model]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a run trains; the stopping bounds (steps/epochs/time) may change on resume."""
+
+    batch_size: int = 32
+    seq_len: int = 64
+    optimizer: str = "adagrad"
+    lr: float = 0.1
+    clip: float = 5.0
+    steps: int | None = None
+    epochs: float | None = None
+    time: float | None = None
+    eval_every: int = 200
+    val_frac: float = 0.1
+    seed: int = 1234
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})

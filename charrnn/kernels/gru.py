@@ -1,0 +1,85 @@
+"""GRU layer over T steps: forward and backward through time.
+
+Gate order in every (., 3H) array: [r z n] (reset, update, new), PyTorch's order.
+    r = s(xr + hr)   z = s(xz + hz)   n = tanh(xn + r * hn)   h' = (1 - z) n + z h
+where [xr xz xn] = x Wx + b and [hr hz hn] = h Wh. The single bias b sits on the
+input side, so in PyTorch terms b_ih = b and b_hh = 0.
+"""
+import numpy as np
+from numba import njit
+
+from charrnn.kernels import JIT
+from charrnn.kernels.act import sigmoid, tanh
+
+
+@njit(**JIT)
+def gru_forward(gates, Wh, hs, hns, tmp):
+    """Run T steps; `gates` enters holding x Wx + b and leaves holding [r z n].
+
+    gates (T, B, 3H) in/out; Wh (H, 3H); hs (T+1, B, H) with hs[0] the initial
+    state; hns (T, B, H) out: hn = (h Wh)[:, 2H:], needed by the backward pass;
+    tmp (B, 3H) scratch.
+    """
+    T, B, G = gates.shape
+    H = G // 3
+    one = gates.dtype.type(1.0)
+    for t in range(T):
+        np.dot(hs[t], Wh, tmp)
+        for b in range(B):
+            a = gates[t, b]
+            rr = tmp[b]
+            h_prev = hs[t, b]
+            h_out = hs[t + 1, b]
+            hn_out = hns[t, b]
+            for j in range(H):
+                r = sigmoid(a[j] + rr[j])
+                z = sigmoid(a[H + j] + rr[H + j])
+                hn = rr[2 * H + j]
+                n = tanh(a[2 * H + j] + r * hn)
+                a[j] = r
+                a[H + j] = z
+                a[2 * H + j] = n
+                hn_out[j] = hn
+                h_out[j] = (one - z) * n + z * h_prev[j]
+
+
+@njit(**JIT)
+def gru_backward(gates, dgh, dhs, Wh, hs, hns, dh, tmp):
+    """Backward through time. `gates` enters holding [r z n] and leaves holding the
+    gradient of the input-side pre-activations [xr xz xn]; dgh (T, B, 3H) out: the
+    gradient of the recurrent products [hr hz hn] (dWh = h^T dgh).
+
+    dhs (T, B, H): gradient reaching each h_t from above. dh (B, H) in/out: the
+    gradient w.r.t. the final state on entry, w.r.t. hs[0] on exit; tmp (B, H) scratch.
+    """
+    T, B, G = gates.shape
+    H = G // 3
+    one = gates.dtype.type(1.0)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            a = gates[t, b]
+            dg = dgh[t, b]
+            dh_b = dh[b]
+            dh_in = dhs[t, b]
+            h_prev = hs[t, b]
+            hn_t = hns[t, b]
+            for j in range(H):
+                r = a[j]
+                z = a[H + j]
+                n = a[2 * H + j]
+                d_h = dh_in[j] + dh_b[j]
+                dn = d_h * (one - z) * (one - n * n)
+                dz = d_h * (h_prev[j] - n) * z * (one - z)
+                dr = dn * hn_t[j] * r * (one - r)
+                a[j] = dr
+                a[H + j] = dz
+                a[2 * H + j] = dn
+                dg[j] = dr
+                dg[H + j] = dz
+                dg[2 * H + j] = dn * r
+                dh_b[j] = d_h * z
+        # dh = d_h * z (kept above) + dgh[t] Wh^T
+        np.dot(dgh[t], Wh.T, tmp)
+        for b in range(B):
+            for j in range(H):
+                dh[b, j] += tmp[b, j]

@@ -1,0 +1,99 @@
+"""Input lookup, output layer and softmax cross-entropy, over all B*T positions at once."""
+import numpy as np
+from numba import njit
+
+from charrnn.kernels import JIT
+
+
+@njit(**JIT)
+def embed(ids, Wx, b, out):
+    """First layer's input projection of one-hot characters as a row lookup:
+    out[t, b] = Wx[ids[t, b]] + b. ids (T, B) int; Wx (V, G); b (G,); out (T, B, G)."""
+    T, B = ids.shape
+    G = b.shape[0]
+    for t in range(T):
+        for k in range(B):
+            w = Wx[ids[t, k]]
+            o = out[t, k]
+            for j in range(G):
+                o[j] = w[j] + b[j]
+
+
+@njit(**JIT)
+def embed_backward(ids, dgates, dWx):
+    """dWx (V, G) = scatter-add of dgates (T, B, G) rows at ids (T, B); overwrites dWx."""
+    dWx[:] = 0
+    T, B = ids.shape
+    G = dWx.shape[1]
+    for t in range(T):
+        for k in range(B):
+            d = dWx[ids[t, k]]
+            g = dgates[t, k]
+            for j in range(G):
+                d[j] += g[j]
+
+
+@njit(**JIT)
+def add_bias(x, b):
+    """x (N, G) += b (G,) in place."""
+    for n in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            x[n, j] += b[j]
+
+
+@njit(**JIT)
+def colsum(x, out):
+    """out (G,) = sum over rows of x (N, G)."""
+    out[:] = 0
+    for n in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[j] += x[n, j]
+
+
+@njit(**JIT)
+def mul_into(x, mask):
+    """x *= mask, element-wise over equal-shaped C-contiguous arrays (dropout)."""
+    xf = x.reshape(-1)
+    mf = mask.reshape(-1)
+    for i in range(xf.shape[0]):
+        xf[i] *= mf[i]
+
+
+@njit(**JIT)
+def softmax_xent(logits, by, targets, losses, grad_scale):
+    """Softmax cross-entropy over N positions, in place.
+
+    logits (N, V) enter as h Wy and leave as grad_scale * (softmax(h Wy + by) - onehot),
+    the gradient of grad_scale * sum(losses); with grad_scale 0 they leave as the
+    probabilities. targets (N,) int; losses (N,) out: -log p(target) in nats,
+    accumulated in float64. Returns the sum of the losses (float64).
+    """
+    N, V = logits.shape
+    total = 0.0
+    for n in range(N):
+        row = logits[n]
+        m = -np.inf
+        for v in range(V):
+            row[v] += by[v]
+            if row[v] > m:
+                m = row[v]
+        y = targets[n]
+        zy = row[y] - m
+        s = 0.0
+        for v in range(V):
+            e = np.exp(row[v] - m)
+            row[v] = e
+            s += e
+        loss = np.log(s) - zy
+        losses[n] = loss
+        total += loss
+        if grad_scale != 0.0:
+            inv = grad_scale / s
+            for v in range(V):
+                row[v] *= inv
+            row[y] -= grad_scale
+        else:
+            inv = 1.0 / s
+            for v in range(V):
+                row[v] *= inv
+    return total

@@ -1,0 +1,82 @@
+"""LSTM layer over T steps: forward and backward through time.
+
+Gate order in every (., 4H) array: [i f g o] (input, forget, cell candidate,
+output), PyTorch's order, so `Wx.T`/`Wh.T` load straight into `nn.LSTM`.
+    i = s(a_i)  f = s(a_f)  g = tanh(a_g)  o = s(a_o),  a = x Wx + b + h Wh
+    c' = f c + i g,   h' = o tanh(c')
+"""
+import numpy as np
+from numba import njit
+
+from charrnn.kernels import JIT
+from charrnn.kernels.act import sigmoid, tanh
+
+
+@njit(**JIT)
+def lstm_forward(gates, Wh, hs, cs, tcs, tmp):
+    """Run T steps; `gates` enters holding x Wx + b and leaves holding [i f g o].
+
+    gates (T, B, 4H) in/out; Wh (H, 4H); hs, cs (T+1, B, H) with hs[0], cs[0] the
+    initial state, filled for 1..T; tcs (T, B, H) out: tanh(c); tmp (B, 4H) scratch.
+    """
+    T, B, G = gates.shape
+    H = G // 4
+    for t in range(T):
+        np.dot(hs[t], Wh, tmp)
+        for b in range(B):
+            a = gates[t, b]
+            r = tmp[b]
+            c_prev = cs[t, b]
+            c_out = cs[t + 1, b]
+            h_out = hs[t + 1, b]
+            tc_out = tcs[t, b]
+            for j in range(H):
+                i = sigmoid(a[j] + r[j])
+                f = sigmoid(a[H + j] + r[H + j])
+                g = tanh(a[2 * H + j] + r[2 * H + j])
+                o = sigmoid(a[3 * H + j] + r[3 * H + j])
+                c = f * c_prev[j] + i * g
+                tc = tanh(c)
+                a[j] = i
+                a[H + j] = f
+                a[2 * H + j] = g
+                a[3 * H + j] = o
+                c_out[j] = c
+                tc_out[j] = tc
+                h_out[j] = o * tc
+
+
+@njit(**JIT)
+def lstm_backward(gates, dhs, Wh, cs, tcs, dh, dc):
+    """Backward through time; `gates` enters holding [i f g o] and leaves holding
+    dloss/da, the gradient of the pre-activations.
+
+    dhs (T, B, H): gradient reaching each output h_t from above (not mutated).
+    dh, dc (B, H) in/out: gradient w.r.t. the final state on entry (zeros for a
+    truncated sequence), w.r.t. the initial state hs[0], cs[0] on exit.
+    """
+    T, B, G = gates.shape
+    H = G // 4
+    one = gates.dtype.type(1.0)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            a = gates[t, b]
+            dh_b = dh[b]
+            dc_b = dc[b]
+            dh_in = dhs[t, b]
+            c_prev = cs[t, b]
+            tc_t = tcs[t, b]
+            for j in range(H):
+                i = a[j]
+                f = a[H + j]
+                g = a[2 * H + j]
+                o = a[3 * H + j]
+                tc = tc_t[j]
+                d_h = dh_in[j] + dh_b[j]
+                d_c = dc_b[j] + d_h * o * (one - tc * tc)
+                a[j] = d_c * g * i * (one - i)
+                a[H + j] = d_c * c_prev[j] * f * (one - f)
+                a[2 * H + j] = d_c * i * (one - g * g)
+                a[3 * H + j] = d_h * tc * o * (one - o)
+                dc_b[j] = d_c * f
+        np.dot(gates[t], Wh.T, dh)

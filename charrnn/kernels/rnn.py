@@ -1,0 +1,39 @@
+"""Vanilla tanh RNN layer over T steps: h' = tanh(x Wx + b + h Wh)."""
+import numpy as np
+from numba import njit
+
+from charrnn.kernels import JIT
+from charrnn.kernels.act import tanh
+
+
+@njit(**JIT)
+def rnn_forward(gates, Wh, hs, tmp):
+    """gates (T, B, H) enters holding x Wx + b; hs (T+1, B, H) with hs[0] the
+    initial state, filled for 1..T; tmp (B, H) scratch. `gates` is left as is."""
+    T, B, H = gates.shape
+    for t in range(T):
+        np.dot(hs[t], Wh, tmp)
+        for b in range(B):
+            a = gates[t, b]
+            r = tmp[b]
+            h_out = hs[t + 1, b]
+            for j in range(H):
+                h_out[j] = tanh(a[j] + r[j])
+
+
+@njit(**JIT)
+def rnn_backward(gates, dhs, Wh, hs, dh):
+    """`gates` (T, B, H) leaves holding dloss/d(pre-activation). dhs (T, B, H): the
+    gradient reaching each h_t from above. dh (B, H) in/out: the gradient w.r.t.
+    the final state on entry, w.r.t. hs[0] on exit."""
+    T, B, H = gates.shape
+    one = gates.dtype.type(1.0)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            a = gates[t, b]
+            h_t = hs[t + 1, b]
+            dh_b = dh[b]
+            dh_in = dhs[t, b]
+            for j in range(H):
+                a[j] = (dh_in[j] + dh_b[j]) * (one - h_t[j] * h_t[j])
+        np.dot(gates[t], Wh.T, dh)

@@ -1,0 +1,179 @@
+"""The stacked network: parameter layout, workspaces and the layer loop.
+
+All parameters live in one flat, contiguous buffer; named arrays are views into
+it, in the order of `param_shapes`, and gradients use the same layout, so that
+clipping and the optimizer are single passes. Per layer l (G = gates * H, D = V
+for l = 0, else H):
+    l{l}.Wx (D, G)   input weights; layer 0's are looked up by row (one-hot input)
+    l{l}.Wh (H, G)   recurrent weights
+    l{l}.b  (G,)     bias
+    Wy (H, V), by (V,)   output layer
+Arrays are time-major: (T, B, ...). The kernels write into workspace arrays.
+"""
+import numpy as np
+
+from charrnn.config import ModelConfig
+from charrnn.kernels import gru, head, lstm, rnn
+
+
+def param_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """Names and shapes of the parameters, in their order in the flat buffer."""
+    H, V, G = cfg.hidden, cfg.vocab_size, cfg.gates * cfg.hidden
+    shapes = []
+    for l in range(cfg.layers):
+        shapes += [(f"l{l}.Wx", (V if l == 0 else H, G)), (f"l{l}.Wh", (H, G)), (f"l{l}.b", (G,))]
+    return shapes + [("Wy", (H, V)), ("by", (V,))]
+
+
+def num_params(cfg: ModelConfig) -> int:
+    return sum(int(np.prod(s)) for _, s in param_shapes(cfg))
+
+
+def views(flat: np.ndarray, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    """Named, C-contiguous views into a flat (P,) buffer."""
+    out, k = {}, 0
+    for name, shape in param_shapes(cfg):
+        n = int(np.prod(shape))
+        out[name] = flat[k:k + n].reshape(shape)
+        k += n
+    return out
+
+
+def init_params(cfg: ModelConfig, dtype, rng: np.random.Generator) -> np.ndarray:
+    """Flat (P,) parameters: uniform(+-1/sqrt(H)) as in PyTorch; LSTM forget bias 1."""
+    bound = 1.0 / np.sqrt(cfg.hidden)
+    flat = rng.uniform(-bound, bound, num_params(cfg)).astype(dtype)
+    p = views(flat, cfg)
+    H = cfg.hidden
+    for l in range(cfg.layers):
+        p[f"l{l}.b"][:] = 0
+        if cfg.model == "lstm":
+            p[f"l{l}.b"][H:2 * H] = 1.0
+    p["by"][:] = 0
+    return flat
+
+
+class State:
+    """Hidden state carried between calls: h, c (L, B, H); c unused except by LSTM."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, dtype):
+        self.h = np.zeros((cfg.layers, batch, cfg.hidden), dtype)
+        self.c = np.zeros((cfg.layers, batch, cfg.hidden), dtype)
+
+    def reset(self):
+        self.h[:] = 0
+        self.c[:] = 0
+
+
+class Workspace:
+    """Preallocated buffers for sequences of up to T steps over B streams.
+
+    Per layer: gates (T, B, G), hs (T+1, B, H); LSTM cs (T+1, B, H), tcs (T, B, H);
+    GRU hns (T, B, H), dgh (T, B, G); with dropout, xin (T, B, H) masked inputs.
+    Head: logits (T*B, V), losses (T*B,), dtop (T*B, H).
+    """
+
+    def __init__(self, cfg: ModelConfig, T: int, B: int, dtype, train: bool = True):
+        L, H, V, G = cfg.layers, cfg.hidden, cfg.vocab_size, cfg.gates * cfg.hidden
+        z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
+        self.T, self.B = T, B
+        self.gates = [z(T, B, G) for _ in range(L)]
+        self.hs = [z(T + 1, B, H) for _ in range(L)]
+        self.cs = [z(T + 1, B, H) for _ in range(L)] if cfg.model == "lstm" else None
+        self.tcs = [z(T, B, H) for _ in range(L)] if cfg.model == "lstm" else None
+        self.hns = [z(T, B, H) for _ in range(L)] if cfg.model == "gru" else None
+        self.dgh = [z(T, B, G) for _ in range(L)] if cfg.model == "gru" and train else None
+        self.xin = [z(T, B, H) for _ in range(L)] if cfg.dropout > 0 and train else None
+        self.tmp = z(B, G)
+        self.tmp_h = z(B, H)
+        self.dh = [z(B, H) for _ in range(L)]
+        self.dc = [z(B, H) for _ in range(L)]
+        self.logits = z(T * B, V)
+        self.losses = np.zeros(T * B, np.float64)
+        self.dtop = z(T * B, H) if train else None
+
+
+def forward(cfg, p, ws, x, y, state, masks=None, grad=True):
+    """Run the network over x (T, B) int32 and score the targets y (T, B) int32.
+
+    p: named parameter views; ws: a Workspace with ws.T >= T; state: State, read as
+    the initial state and overwritten with the final one; masks: per layer (T, B, H)
+    dropout masks (already scaled by 1/(1-p)) for the inputs of layers 1.., or None.
+    With grad=True ws.logits[:T*B] is left holding dloss/dlogits of the *mean* loss,
+    ready for `backward`; ws.losses[:T*B] holds each position's loss in nats.
+    Returns the summed loss (float64).
+    """
+    T, B = x.shape
+    L = cfg.layers
+    for l in range(L):
+        gates = ws.gates[l][:T]
+        hs = ws.hs[l][:T + 1]
+        if l == 0:
+            head.embed(x, p["l0.Wx"], p["l0.b"], gates)
+        else:
+            inp = ws.hs[l - 1][1:T + 1]
+            if masks is not None:
+                inp = ws.xin[l][:T]
+                np.multiply(ws.hs[l - 1][1:T + 1], masks[l], out=inp)
+            np.dot(inp.reshape(T * B, -1), p[f"l{l}.Wx"], out=gates.reshape(T * B, -1))
+            head.add_bias(gates.reshape(T * B, -1), p[f"l{l}.b"])
+        hs[0] = state.h[l]
+        Wh = p[f"l{l}.Wh"]
+        if cfg.model == "lstm":
+            ws.cs[l][0] = state.c[l]
+            lstm.lstm_forward(gates, Wh, hs, ws.cs[l][:T + 1], ws.tcs[l][:T], ws.tmp)
+            state.c[l] = ws.cs[l][T]
+        elif cfg.model == "gru":
+            gru.gru_forward(gates, Wh, hs, ws.hns[l][:T], ws.tmp)
+        else:
+            rnn.rnn_forward(gates, Wh, hs, ws.tmp)
+        state.h[l] = hs[T]
+    top = ws.hs[L - 1][1:T + 1].reshape(T * B, -1)
+    logits = ws.logits[:T * B]
+    np.dot(top, p["Wy"], out=logits)
+    scale = 1.0 / (T * B) if grad else 0.0
+    return head.softmax_xent(logits, p["by"], y.reshape(-1), ws.losses[:T * B], scale)
+
+
+def backward(cfg, p, g, ws, x, masks=None):
+    """Gradients of the mean loss of the last `forward(grad=True)` into the named
+    views `g` (overwritten). Leaves ws.dh[l] (and ws.dc[l]) holding the gradient
+    w.r.t. the initial state. Destroys ws.gates and ws.logits."""
+    T, B = x.shape
+    L, H = cfg.layers, cfg.hidden
+    top = ws.hs[L - 1][1:T + 1].reshape(T * B, H)
+    dlogits = ws.logits[:T * B]
+    np.dot(top.T, dlogits, out=g["Wy"])
+    head.colsum(dlogits, g["by"])
+    dabove = ws.dtop[:T * B]
+    np.dot(dlogits, p["Wy"].T, out=dabove)
+    for l in range(L - 1, -1, -1):
+        gates = ws.gates[l][:T]
+        hs = ws.hs[l][:T + 1]
+        dhs = dabove.reshape(T, B, H)
+        dh = ws.dh[l]
+        dh[:] = 0
+        Wh = p[f"l{l}.Wh"]
+        if cfg.model == "lstm":
+            ws.dc[l][:] = 0
+            lstm.lstm_backward(gates, dhs, Wh, ws.cs[l][:T + 1], ws.tcs[l][:T], dh, ws.dc[l])
+            dgh = gates
+        elif cfg.model == "gru":
+            dgh = ws.dgh[l][:T]
+            gru.gru_backward(gates, dgh, dhs, Wh, hs, ws.hns[l][:T], dh, ws.tmp_h)
+        else:
+            rnn.rnn_backward(gates, dhs, Wh, hs, dh)
+            dgh = gates
+        G = gates.shape[2]
+        dG = gates.reshape(T * B, G)
+        # weight gradients: one GEMM over all T*B positions, not one per step
+        np.dot(hs[:T].reshape(T * B, H).T, dgh.reshape(T * B, G), out=g[f"l{l}.Wh"])
+        head.colsum(dG, g[f"l{l}.b"])
+        if l == 0:
+            head.embed_backward(x, gates, g["l0.Wx"])
+        else:
+            inp = ws.xin[l][:T] if masks is not None else ws.hs[l - 1][1:T + 1]
+            np.dot(inp.reshape(T * B, H).T, dG, out=g[f"l{l}.Wx"])
+            np.dot(dG, p[f"l{l}.Wx"].T, out=dabove)
+            if masks is not None:
+                head.mul_into(dabove.reshape(T, B, H), masks[l])
