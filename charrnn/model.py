@@ -115,7 +115,7 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True):
             if masks is not None:
                 inp = ws.xin[l][:T]
                 np.multiply(ws.hs[l - 1][1:T + 1], masks[l], out=inp)
-            np.dot(inp.reshape(T * B, -1), p[f"l{l}.Wx"], out=gates.reshape(T * B, -1))
+            head.matmul(inp.reshape(T * B, -1), p[f"l{l}.Wx"], gates.reshape(T * B, -1))
             head.add_bias(gates.reshape(T * B, -1), p[f"l{l}.b"])
         hs[0] = state.h[l]
         Wh = p[f"l{l}.Wh"]
@@ -130,7 +130,7 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True):
         state.h[l] = hs[T]
     top = ws.hs[L - 1][1:T + 1].reshape(T * B, -1)
     logits = ws.logits[:T * B]
-    np.dot(top, p["Wy"], out=logits)
+    head.matmul(top, p["Wy"], logits)
     scale = 1.0 / (T * B) if grad else 0.0
     return head.softmax_xent(logits, p["by"], y.reshape(-1), ws.losses[:T * B], scale)
 
@@ -143,10 +143,10 @@ def backward(cfg, p, g, ws, x, masks=None):
     L, H = cfg.layers, cfg.hidden
     top = ws.hs[L - 1][1:T + 1].reshape(T * B, H)
     dlogits = ws.logits[:T * B]
-    np.dot(top.T, dlogits, out=g["Wy"])
+    head.matmul(top.T, dlogits, g["Wy"])
     head.colsum(dlogits, g["by"])
     dabove = ws.dtop[:T * B]
-    np.dot(dlogits, p["Wy"].T, out=dabove)
+    head.matmul(dlogits, p["Wy"].T, dabove)
     for l in range(L - 1, -1, -1):
         gates = ws.gates[l][:T]
         hs = ws.hs[l][:T + 1]
@@ -167,13 +167,13 @@ def backward(cfg, p, g, ws, x, masks=None):
         G = gates.shape[2]
         dG = gates.reshape(T * B, G)
         # weight gradients: one GEMM over all T*B positions, not one per step
-        np.dot(hs[:T].reshape(T * B, H).T, dgh.reshape(T * B, G), out=g[f"l{l}.Wh"])
+        head.matmul(hs[:T].reshape(T * B, H).T, dgh.reshape(T * B, G), g[f"l{l}.Wh"])
         head.colsum(dG, g[f"l{l}.b"])
         if l == 0:
             head.embed_backward(x, gates, g["l0.Wx"])
         else:
             inp = ws.xin[l][:T] if masks is not None else ws.hs[l - 1][1:T + 1]
-            np.dot(inp.reshape(T * B, H).T, dG, out=g[f"l{l}.Wx"])
-            np.dot(dG, p[f"l{l}.Wx"].T, out=dabove)
+            head.matmul(inp.reshape(T * B, H).T, dG, g[f"l{l}.Wx"])
+            head.matmul(dG, p[f"l{l}.Wx"].T, dabove)
             if masks is not None:
                 head.mul_into(dabove.reshape(T, B, H), masks[l])

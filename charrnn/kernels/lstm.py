@@ -4,6 +4,8 @@ Gate order in every (., 4H) array: [i f g o] (input, forget, cell candidate,
 output), PyTorch's order, so `Wx.T`/`Wh.T` load straight into `nn.LSTM`.
     i = s(a_i)  f = s(a_f)  g = tanh(a_g)  o = s(a_o),  a = x Wx + b + h Wh
     c' = f c + i g,   h' = o tanh(c')
+Loops are split so that each one reads and writes few arrays: LLVM then
+vectorises them (one fused loop over all four gates ran 3x slower, measured).
 """
 import numpy as np
 from numba import njit
@@ -26,24 +28,22 @@ def lstm_forward(gates, Wh, hs, cs, tcs, tmp):
         for b in range(B):
             a = gates[t, b]
             r = tmp[b]
+            for j in range(2 * H):
+                a[j] = sigmoid(a[j] + r[j])
+            for j in range(2 * H, 3 * H):
+                a[j] = tanh(a[j] + r[j])
+            for j in range(3 * H, G):
+                a[j] = sigmoid(a[j] + r[j])
             c_prev = cs[t, b]
             c_out = cs[t + 1, b]
             h_out = hs[t + 1, b]
             tc_out = tcs[t, b]
             for j in range(H):
-                i = sigmoid(a[j] + r[j])
-                f = sigmoid(a[H + j] + r[H + j])
-                g = tanh(a[2 * H + j] + r[2 * H + j])
-                o = sigmoid(a[3 * H + j] + r[3 * H + j])
-                c = f * c_prev[j] + i * g
+                c = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
                 tc = tanh(c)
-                a[j] = i
-                a[H + j] = f
-                a[2 * H + j] = g
-                a[3 * H + j] = o
                 c_out[j] = c
                 tc_out[j] = tc
-                h_out[j] = o * tc
+                h_out[j] = a[3 * H + j] * tc
 
 
 @njit(**JIT)
@@ -58,25 +58,30 @@ def lstm_backward(gates, dhs, Wh, cs, tcs, dh, dc):
     T, B, G = gates.shape
     H = G // 4
     one = gates.dtype.type(1.0)
+    d = np.empty(G, gates.dtype)       # one row of gate gradients
+    dcell = np.empty(H, gates.dtype)
     for t in range(T - 1, -1, -1):
         for b in range(B):
             a = gates[t, b]
             dh_b = dh[b]
             dc_b = dc[b]
             dh_in = dhs[t, b]
+            tc = tcs[t, b]
             c_prev = cs[t, b]
-            tc_t = tcs[t, b]
+            for j in range(H):
+                d_h = dh_in[j] + dh_b[j]
+                o = a[3 * H + j]
+                d[3 * H + j] = d_h * tc[j] * o * (one - o)
+                dcell[j] = dc_b[j] + d_h * o * (one - tc[j] * tc[j])
             for j in range(H):
                 i = a[j]
                 f = a[H + j]
                 g = a[2 * H + j]
-                o = a[3 * H + j]
-                tc = tc_t[j]
-                d_h = dh_in[j] + dh_b[j]
-                d_c = dc_b[j] + d_h * o * (one - tc * tc)
-                a[j] = d_c * g * i * (one - i)
-                a[H + j] = d_c * c_prev[j] * f * (one - f)
-                a[2 * H + j] = d_c * i * (one - g * g)
-                a[3 * H + j] = d_h * tc * o * (one - o)
+                d_c = dcell[j]
+                d[j] = d_c * g * i * (one - i)
+                d[H + j] = d_c * c_prev[j] * f * (one - f)
+                d[2 * H + j] = d_c * i * (one - g * g)
                 dc_b[j] = d_c * f
+            for j in range(G):
+                a[j] = d[j]
         np.dot(gates[t], Wh.T, dh)

@@ -1,0 +1,160 @@
+"""Corpus reading and encoding, the train/validation split, and TBPTT batches.
+
+A corpus is read twice as a stream of byte chunks: once to collect the set of
+characters, once to encode them into a preallocated array of the smallest id
+type, so memory stays near the size of that array (1 byte a character for up to
+256 distinct characters), never a Python string of the whole text. Line ends
+are normalised: CRLF becomes LF. Standard input ("-") is kept as bytes in memory.
+"""
+import codecs
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from charrnn.vocab import Vocab
+
+CHUNK = 1 << 22  # bytes per read
+
+
+class CorpusError(Exception):
+    """A corpus that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class Corpus:
+    ids: np.ndarray       # (N,) smallest unsigned int type
+    vocab: Vocab
+    names: list[str]
+    nbytes: int
+
+
+def _byte_chunks(path, stdin_cache):
+    if path == "-":
+        data = stdin_cache.setdefault("-", sys.stdin.buffer.read())
+        for k in range(0, len(data), CHUNK):
+            yield data[k:k + CHUNK]
+        return
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def _text_chunks(path, encoding, stdin_cache):
+    """Decoded text chunks with CRLF -> LF; CorpusError with the byte offset of bad input."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    offset, carry_cr = 0, False
+    chunks = _byte_chunks(path, stdin_cache)
+    while True:
+        chunk = next(chunks, None)
+        final = chunk is None
+        pending = len(decoder.getstate()[0])
+        try:
+            text = decoder.decode(chunk or b"", final=final)
+        except UnicodeDecodeError as e:
+            where = offset - pending + e.start
+            raise CorpusError(f"{path}: not valid {encoding} at byte {where} "
+                              f"(use --encoding to name the file's encoding)") from None
+        offset += len(chunk or b"")
+        if carry_cr:
+            text = "\r" + text
+        carry_cr = text.endswith("\r") and not final
+        if carry_cr:
+            text = text[:-1]
+        yield text.replace("\r\n", "\n")
+        if final:
+            return
+
+
+def _check_path(path):
+    if path == "-":
+        return
+    if os.path.isdir(path):
+        raise CorpusError(f"{path}: is a directory; name the text files inside it")
+    if not os.path.exists(path):
+        raise CorpusError(f"{path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise CorpusError(f"{path}: not readable (permission denied)")
+
+
+def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None) -> Corpus:
+    """Read and encode the files in `paths` ("-" is stdin), concatenated in order.
+
+    With `vocab` given (resuming, evaluating) characters must belong to it;
+    otherwise the vocabulary is the sorted set of characters read.
+    """
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}") from None
+    stdin_cache: dict = {}
+    charset, n, nbytes = set(), 0, 0
+    for path in paths:
+        _check_path(path)
+        for text in _text_chunks(path, encoding, stdin_cache):
+            charset.update(text)
+            n += len(text)
+        nbytes += len(stdin_cache["-"]) if path == "-" else os.path.getsize(path)
+    if n == 0:
+        raise CorpusError(f"{', '.join(paths)}: the corpus is empty")
+    if vocab is None:
+        vocab = Vocab.from_chars(charset)
+    else:
+        unknown = sorted(charset - set(vocab.chars.tolist()))
+        if unknown:
+            raise CorpusError(f"{', '.join(paths)}: {len(unknown)} character(s) not in the "
+                              f"model's vocabulary, e.g. {''.join(unknown[:10])!r}")
+    ids = np.empty(n, dtype=vocab.id_dtype)
+    k = 0
+    for path in paths:
+        for text in _text_chunks(path, encoding, stdin_cache):
+            codes, _ = vocab.lookup(text)
+            ids[k:k + len(codes)] = codes
+            k += len(codes)
+    return Corpus(ids=ids, vocab=vocab, names=list(paths), nbytes=nbytes)
+
+
+def split(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val): the first int((1 - val_frac) N) ids, then the rest (views)."""
+    n_train = int((1.0 - val_frac) * len(ids))
+    return ids[:n_train], ids[n_train:]
+
+
+class Batches:
+    """B contiguous streams over the training ids, T steps per batch.
+
+    Step k feeds [pos, pos + T) of every stream and predicts [pos + 1, pos + T + 1);
+    when a stream has fewer than T + 1 ids left, all wrap to 0 (`next` says so,
+    and the caller resets the hidden state).
+    """
+
+    def __init__(self, ids: np.ndarray, batch: int, seq: int, pos: int = 0):
+        self.per_stream = len(ids) // batch
+        if self.per_stream < seq + 1:
+            raise CorpusError(f"the training text ({len(ids)} characters) is too short for "
+                              f"--batch-size {batch} x --seq-len {seq}: it needs at least "
+                              f"{batch * (seq + 1)}; lower them or add text")
+        self.streams = ids[:batch * self.per_stream].reshape(batch, self.per_stream)
+        self.seq, self.pos = seq, pos
+        self.x = np.empty((seq, batch), np.int32)
+        self.y = np.empty((seq, batch), np.int32)
+
+    def next(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(x (T, B) int32, y (T, B) int32, wrapped); x, y are reused buffers."""
+        wrapped = self.pos + self.seq + 1 > self.per_stream
+        if wrapped:
+            self.pos = 0
+        p, t = self.pos, self.seq
+        self.x[:] = self.streams[:, p:p + t].T
+        self.y[:] = self.streams[:, p + 1:p + t + 1].T
+        self.pos += t
+        return self.x, self.y, wrapped
+
+
+def eval_streams(ids: np.ndarray, max_streams: int = 32, min_len: int = 64) -> np.ndarray:
+    """(E, N) contiguous streams covering `ids` for evaluation; E is at most
+    max_streams and each stream has at least min_len ids where possible."""
+    E = max(1, min(max_streams, len(ids) // min_len))
+    per = len(ids) // E
+    return ids[:E * per].reshape(E, per)

@@ -1,0 +1,125 @@
+"""Generation, one character at a time: a step of the stacked cells for batch 1,
+softmax with temperature, top-k / top-p filtering and the draw.
+
+Layer weights arrive stacked: Wx0 (V, G) (looked up by row), Wxu (max(L-1, 1), H, G)
+for layers 1.., Wh (L, H, G), b (L, G). kind: 0 rnn, 1 lstm, 2 gru. The state
+h, c (L, H) is updated in place. Randomness comes in as uniforms drawn by NumPy.
+"""
+import numpy as np
+from numba import njit
+
+from charrnn.kernels import JIT
+from charrnn.kernels.act import sigmoid, tanh
+
+
+@njit(**JIT)
+def cell_step(kind, x_id, Wx0, Wxu, Wh, b, h, c, ax, ah):
+    """Advance every layer by one character x_id. ax, ah (G,) scratch."""
+    L, H = h.shape
+    one = h.dtype.type(1.0)
+    for l in range(L):
+        if l == 0:
+            w = Wx0[x_id]
+            for j in range(ax.shape[0]):
+                ax[j] = w[j] + b[0, j]
+        else:
+            np.dot(h[l - 1], Wxu[l - 1], ax)
+            for j in range(ax.shape[0]):
+                ax[j] += b[l, j]
+        np.dot(h[l], Wh[l], ah)
+        hl = h[l]
+        if kind == 0:
+            for j in range(H):
+                hl[j] = tanh(ax[j] + ah[j])
+        elif kind == 1:
+            cl = c[l]
+            for j in range(H):
+                i = sigmoid(ax[j] + ah[j])
+                f = sigmoid(ax[H + j] + ah[H + j])
+                g = tanh(ax[2 * H + j] + ah[2 * H + j])
+                o = sigmoid(ax[3 * H + j] + ah[3 * H + j])
+                cl[j] = f * cl[j] + i * g
+                hl[j] = o * tanh(cl[j])
+        else:
+            for j in range(H):
+                r = sigmoid(ax[j] + ah[j])
+                z = sigmoid(ax[H + j] + ah[H + j])
+                n = tanh(ax[2 * H + j] + r * ah[2 * H + j])
+                hl[j] = (one - z) * n + z * hl[j]
+
+
+@njit(**JIT)
+def feed(kind, ids, Wx0, Wxu, Wh, b, h, c, ax, ah):
+    """Read ids (N,) through the network, updating the state (priming)."""
+    for k in range(ids.shape[0]):
+        cell_step(kind, ids[k], Wx0, Wxu, Wh, b, h, c, ax, ah)
+
+
+@njit(**JIT)
+def choose(logits, inv_temp, top_k, top_p, u, probs):
+    """Draw an id from softmax(logits * inv_temp) restricted to the top_k ids
+    (top_k <= 0: all) and to the smallest set whose mass reaches top_p (1: all),
+    using the uniform u in [0, 1). inv_temp = inf means argmax. probs (V,) scratch."""
+    V = logits.shape[0]
+    best = 0
+    for v in range(1, V):
+        if logits[v] > logits[best]:
+            best = v
+    if np.isinf(inv_temp) or top_k == 1:
+        return best
+    m = logits[best]
+    for v in range(V):
+        probs[v] = np.exp((np.float64(logits[v]) - m) * inv_temp)
+    if 0 < top_k < V:
+        kth = np.sort(probs)[V - top_k]
+        for v in range(V):
+            if probs[v] < kth:
+                probs[v] = 0.0
+    if top_p < 1.0:
+        order = np.argsort(-probs)
+        total = probs.sum()
+        cum = 0.0
+        cut = V
+        for k in range(V):
+            cum += probs[order[k]]
+            if cum >= top_p * total:
+                cut = k + 1
+                break
+        for k in range(cut, V):
+            probs[order[k]] = 0.0
+    total = probs.sum()
+    target = u * total
+    cum = 0.0
+    last = best
+    for v in range(V):
+        if probs[v] > 0.0:
+            cum += probs[v]
+            last = v
+            if cum > target:
+                return v
+    return last
+
+
+@njit(**JIT)
+def generate(kind, x_id, n, Wx0, Wxu, Wh, b, Wy, by, h, c, uniforms, inv_temp, top_k, top_p,
+             break_id, out):
+    """Generate up to n ids into out (n,), starting by reading x_id; returns how
+    many were made: it stops early just after emitting break_id (a newline), so
+    that the caller can flush whole lines. Consumes uniforms[k] for out[k]."""
+    G = Wh.shape[2]
+    V = by.shape[0]
+    L = h.shape[0]
+    ax = np.empty(G, h.dtype)
+    ah = np.empty(G, h.dtype)
+    logits = np.empty(V, h.dtype)
+    probs = np.empty(V, np.float64)
+    for k in range(n):
+        cell_step(kind, x_id, Wx0, Wxu, Wh, b, h, c, ax, ah)
+        np.dot(h[L - 1], Wy, logits)
+        for v in range(V):
+            logits[v] += by[v]
+        x_id = choose(logits, inv_temp, top_k, top_p, uniforms[k], probs)
+        out[k] = x_id
+        if x_id == break_id:
+            return k + 1
+    return n

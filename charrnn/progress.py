@@ -1,0 +1,119 @@
+"""What a person sees while training: a tqdm bar on a terminal, plain log lines
+otherwise, nothing with --quiet. Everything goes to stderr."""
+import math
+import sys
+import time
+
+LN2 = math.log(2)
+
+
+def fmt_time(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class TrainDisplay:
+    """Turns training events into a progress bar / log lines on stderr.
+
+    preview(trainer) -> str, if given, is called at each evaluation to show a
+    short sample above the bar.
+    """
+
+    def __init__(self, quiet=False, stream=None, preview=None, plain=None):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.plain = (not self.stream.isatty()) if plain is None else plain
+        self.preview = preview
+        self.bar = None
+        self.last_line = 0.0
+        self.last_val = None
+
+    def write(self, text):
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def __call__(self, kind, info):
+        getattr(self, "on_" + kind)(info)
+
+    def on_start(self, info):
+        t = info["trainer"]
+        m, tc = t.mcfg, t.tcfg
+        from charrnn.model import num_params
+        self.final = info["final_step"]
+        self.seconds = info["seconds"]
+        self.start_step = t.step
+        self.write(f"{m.model} {m.layers}x{m.hidden}, {num_params(m):,} parameters, vocabulary {m.vocab_size}; "
+                   f"{len(t.train_ids):,} training / {len(t.val_ids):,} validation chars; "
+                   f"B={tc.batch_size} T={tc.seq_len} {tc.optimizer} lr={tc.lr:g} {tc.dtype}"
+                   + (f"; resuming at step {t.step}" if t.step else ""))
+        if self.quiet or self.plain:
+            return
+        from tqdm import tqdm
+        total = self.final if self.final is not None else (int(self.seconds) if self.seconds else None)
+        self.by_time = self.final is None and self.seconds is not None
+        self.bar = tqdm(total=total, initial=0 if self.by_time else t.step, file=self.stream,
+                        dynamic_ncols=True, unit="s" if self.by_time else "step",
+                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+
+    def _postfix(self, info):
+        val = f"{self.last_val:.3f}" if self.last_val is not None else "-"
+        return (f"epoch {info['epoch']:.2f}, loss {info['smooth']:.3f}, val {val}, "
+                f"{info['cps'] / 1000:.1f}k chars/s")
+
+    def on_step(self, info):
+        if self.quiet:
+            return
+        if self.bar is not None:
+            n = int(info["run_seconds"]) if self.by_time else info["step"]
+            if n != self.bar.n:
+                self.bar.update(n - self.bar.n)
+                self.bar.set_postfix_str(self._postfix(info), refresh=False)
+        elif time.monotonic() - self.last_line >= 10:
+            self.last_line = time.monotonic()
+            self.write(f"step {info['step']}{'/' + str(self.final) if self.final else ''} " + self._postfix(info)
+                       + f", {fmt_time(info['elapsed'])} elapsed" + self._eta(info))
+
+    def _eta(self, info):
+        done = info["step"] - self.start_step
+        if self.final and done > 0:
+            left = (self.final - info["step"]) * info["run_seconds"] / done
+            return f", {fmt_time(left)} left"
+        if self.seconds:
+            return f", {fmt_time(max(0, self.seconds - info['run_seconds']))} left"
+        return ""
+
+    def on_eval(self, info):
+        self.last_val = info["val_loss"]
+        if self.quiet:
+            return
+        val = info["val_loss"]
+        line = (f"step {info['step']}: val {val:.4f} nats/char ({val / LN2:.3f} bits/char)"
+                + (" *best*" if info["best"] else "")) if val is not None else f"step {info['step']}: saved"
+        self.write(line)
+        if self.preview is not None:
+            text = self.preview(info["trainer"])
+            self.write("    " + text.replace("\n", "\n    "))
+
+    def on_done(self, info):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def summary(result, out_dir, interrupted=False) -> str:
+    """The end-of-run summary (a few lines)."""
+    import os
+    best = result["best_val"]
+    lines = [("stopped" if interrupted else "done") + f" at step {result['step']} after {fmt_time(result['elapsed'])}"]
+    if best is not None and math.isfinite(best):
+        lines.append(f"best validation loss {best:.4f} nats/char = {best / LN2:.3f} bits/char "
+                     f"(perplexity {math.exp(best):.2f})")
+    lines.append(f"checkpoints: {os.path.join(out_dir, 'best.npz')}, {os.path.join(out_dir, 'latest.npz')}")
+    lines.append(f"sample:      charrnn sample --checkpoint {out_dir} --temp 0.8")
+    if interrupted:
+        lines.append(f"resume:      charrnn train CORPUS --resume {os.path.join(out_dir, 'latest.npz')}")
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""Run folders: naming, the single-writer lock, listing, corpus fingerprints."""
+import os
+import time
+import zlib
+from contextlib import contextmanager
+
+
+class RunLockedError(Exception):
+    pass
+
+
+def default_run_dir(corpus, model, root="checkpoints") -> str:
+    first = corpus[0]
+    stem = "stdin" if first == "-" else os.path.splitext(os.path.basename(first.rstrip("/")))[0]
+    return os.path.join(root, f"{stem}-{model}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def fingerprint(ids) -> str:
+    """A cheap identity of an encoded corpus: its length and CRC-32."""
+    return f"{len(ids)}:{zlib.crc32(memoryview(ids).cast('B')):08x}"
+
+
+@contextmanager
+def lock_run_dir(path):
+    """Create the run folder, check it is writable, and hold an exclusive lock on
+    it for the duration (flock: released by the kernel when the process dies, so a
+    crash never leaves it stuck)."""
+    import fcntl
+    import click
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "wb") as f:
+            f.write(b"x")
+        os.unlink(probe)
+    except OSError as e:
+        raise click.ClickException(f"{path}: cannot write checkpoints here ({e.strerror}); "
+                                   f"choose another folder with --out") from None
+    fd = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise click.ClickException(f"{path}: another charrnn train (pid {owner}) is writing "
+                                   f"to this run folder; wait for it or use --out") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def preview_sampler(length=160, temp=0.8):
+    """A function trainer -> short sample text, for the training display."""
+    def preview(trainer):
+        from charrnn.sampling import Generator
+        gen = Generator(trainer.mcfg, trainer.p, trainer.vocab, seed=trainer.step)
+        return gen.text("\n", length, temp=temp)
+    return preview

@@ -1,0 +1,108 @@
+"""Text generation from a model: priming, then streaming chunks of sampled text.
+
+Uniforms come from NumPy's generator in fixed blocks and each generated
+character consumes exactly one, so the same seed gives the same text however
+the stream is chunked.
+"""
+import time
+
+import numpy as np
+
+from charrnn.kernels import sample as K
+
+KINDS = {"rnn": 0, "lstm": 1, "gru": 2}
+BLOCK = 4096
+
+
+class Generator:
+    """Samples from a model given its config, named parameter views and vocabulary."""
+
+    def __init__(self, mcfg, params, vocab, seed=None):
+        L, H, G = mcfg.layers, mcfg.hidden, mcfg.gates * mcfg.hidden
+        self.mcfg, self.vocab = mcfg, vocab
+        self.kind = KINDS[mcfg.model]
+        dtype = params["Wy"].dtype
+        self.Wx0 = params["l0.Wx"]
+        self.Wxu = np.ascontiguousarray(np.stack([params[f"l{l}.Wx"] for l in range(1, L)])) \
+            if L > 1 else np.zeros((1, H, G), dtype)
+        self.Wh = np.ascontiguousarray(np.stack([params[f"l{l}.Wh"] for l in range(L)]))
+        self.b = np.ascontiguousarray(np.stack([params[f"l{l}.b"] for l in range(L)]))
+        self.Wy, self.by = params["Wy"], params["by"]
+        self.h = np.zeros((L, H), dtype)
+        self.c = np.zeros((L, H), dtype)
+        self.ax, self.ah = np.empty(G, dtype), np.empty(G, dtype)
+        self.rng = np.random.default_rng(seed)
+        self.uniforms = np.empty(0)
+        self.newline = self._id("\n")
+        self.last = self.newline if self.newline >= 0 else 0
+
+    def _id(self, ch) -> int:
+        ids, known = self.vocab.lookup(ch)
+        return int(ids[0]) if known[0] else -1
+
+    def reset(self):
+        self.h[:] = 0
+        self.c[:] = 0
+        self.last = self.newline if self.newline >= 0 else 0
+
+    def prime(self, text: str):
+        """Read `text` (all characters must be in the vocabulary: KeyError otherwise)."""
+        if not text:
+            return
+        ids = self.vocab.encode(text).astype(np.int64)
+        K.feed(self.kind, ids[:-1], self.Wx0, self.Wxu, self.Wh, self.b, self.h, self.c,
+               self.ax, self.ah)
+        self.last = int(ids[-1])
+
+    def _take_uniforms(self, n):
+        while len(self.uniforms) < n:
+            self.uniforms = np.concatenate([self.uniforms, self.rng.random(BLOCK)])
+        u, self.uniforms = self.uniforms[:n], self.uniforms[n:]
+        return u
+
+    def ids(self, n, temp=1.0, top_k=0, top_p=1.0, break_on_newline=False) -> np.ndarray:
+        """Up to n ids (fewer when stopping after a newline); greedy when temp == 0."""
+        out = np.empty(n, np.int64)
+        u = self._take_uniforms(n)
+        inv_temp = np.inf if temp == 0 else 1.0 / temp
+        made = K.generate(self.kind, self.last, n, self.Wx0, self.Wxu, self.Wh, self.b, self.Wy,
+                          self.by, self.h, self.c, u, inv_temp, top_k, top_p,
+                          self.newline if break_on_newline else -1, out)
+        if made < n:   # return the unused uniforms, in order
+            self.uniforms = np.concatenate([u[made:], self.uniforms])
+        if made:
+            self.last = int(out[made - 1])
+        return out[:made]
+
+    def text(self, prime, n, **kw) -> str:
+        self.reset()
+        self.prime(prime)
+        return self.vocab.decode(self.ids(n, **kw))
+
+    def stream(self, length, temp=1.0, top_k=0, top_p=1.0, stop=None, max_latency=0.02):
+        """Yield text chunks until `length` characters (0: forever) or `stop` appears
+        (the stop string itself is not yielded). Each chunk ends at a newline or after
+        about `max_latency` seconds of generation."""
+        made, chunk, held = 0, 16, ""
+        while length == 0 or made < length:
+            n = chunk if length == 0 else min(chunk, length - made)
+            t0 = time.perf_counter()
+            ids = self.ids(n, temp, top_k, top_p, break_on_newline=True)
+            dt = time.perf_counter() - t0
+            made += len(ids)
+            if len(ids) == n and dt > 0:   # adapt the chunk to the measured speed
+                chunk = int(min(4096, max(1, n * max_latency / dt)))
+            text = held + self.vocab.decode(ids)
+            if stop:
+                at = text.find(stop)
+                if at >= 0:
+                    if at:
+                        yield text[:at]
+                    return
+                # hold back a tail that could be the start of the stop string
+                keep = min(len(stop) - 1, len(text))
+                text, held = text[:len(text) - keep], text[len(text) - keep:]
+            if text:
+                yield text
+        if held:
+            yield held

@@ -1,0 +1,238 @@
+"""The training loop: TBPTT steps, evaluation, checkpoints, the run log.
+
+`Trainer` holds the whole training state (weights, optimizer state, carried
+hidden state, stream position, random generator, counters), so that a checkpoint
+of it resumes bit for bit. `run` drives it and reports through `on_event(kind,
+info)`, so the CLI decides how progress looks (minGPT's callback).
+"""
+import json
+import math
+import os
+import signal
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from charrnn import checkpoint as C
+from charrnn import model as M
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.data import Batches, eval_streams, split
+from charrnn.kernels import optim as O
+
+EVAL_CHUNK = 256
+
+
+class NonFiniteError(Exception):
+    """The loss or the gradient became NaN or infinite."""
+
+
+class Trainer:
+    def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, ids, vocab, meta=None,
+                 resume: C.Checkpoint | None = None):
+        self.mcfg, self.tcfg, self.vocab = mcfg, tcfg, vocab
+        self.meta = dict(meta or {})
+        self.dtype = np.dtype(tcfg.dtype)
+        self.train_ids, self.val_ids = split(ids, tcfg.val_frac)
+        B, T = tcfg.batch_size, tcfg.seq_len
+        self.batches = Batches(self.train_ids, B, T)
+        self.ws = M.Workspace(mcfg, T, B, self.dtype)
+        self.state = M.State(mcfg, B, self.dtype)
+        self.grad = np.zeros(M.num_params(mcfg), self.dtype)
+        self.g = M.views(self.grad, mcfg)
+        if resume is None:
+            self.rng = np.random.default_rng(tcfg.seed)
+            self.flat = M.init_params(mcfg, self.dtype, self.rng)
+            self.optim = {s: np.zeros_like(self.flat) for s in C.OPTIM_SLOTS[tcfg.optimizer]}
+            self.step, self.best_val, self.elapsed, self.chars = 0, math.inf, 0.0, 0
+            self.last_val = None
+        else:
+            ts = resume.train_state
+            self.flat, self.optim = resume.flat, resume.optim
+            self.state.h[:], self.state.c[:] = resume.state_h, resume.state_c
+            self.rng = np.random.default_rng()
+            self.rng.bit_generator.state = ts["rng"]
+            self.step, self.elapsed, self.chars = ts["step"], ts["elapsed"], ts["chars"]
+            self.best_val = ts["best_val"] if ts["best_val"] is not None else math.inf
+            self.last_val = ts.get("last_val")
+            self.batches.pos = ts["pos"]
+            self.meta = {**resume.meta, **self.meta}
+        self.p = M.views(self.flat, mcfg)
+        self._eval_ws = None
+        self._nan_at = int(os.environ.get("CHARRNN_TEST_NAN_AT_STEP", "-1"))  # test seam
+
+    @property
+    def epoch(self) -> float:
+        return self.chars / max(1, len(self.train_ids))
+
+    def train_step(self) -> float:
+        """One TBPTT step; returns the mean training loss (nats/char).
+        Raises NonFiniteError, leaving the weights untouched, if it is not finite."""
+        cfg, tcfg = self.mcfg, self.tcfg
+        x, y, wrapped = self.batches.next()
+        if wrapped:
+            self.state.reset()
+        masks = self._dropout_masks(x.shape)
+        loss = M.forward(cfg, self.p, self.ws, x, y, self.state, masks) / x.size
+        M.backward(cfg, self.p, self.g, self.ws, x, masks)
+        if self.step + 1 == self._nan_at:
+            self.grad[0] = np.nan
+        norm = math.sqrt(O.sumsq(self.grad))
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            raise NonFiniteError(f"step {self.step + 1}: the {'loss' if not math.isfinite(loss) else 'gradient'} "
+                                 f"is not finite")
+        scale = min(1.0, tcfg.clip / norm) if tcfg.clip > 0 and norm > 0 else 1.0
+        self._update(scale)
+        self.step += 1
+        self.chars += x.size
+        return loss
+
+    def _dropout_masks(self, shape):
+        p = self.mcfg.dropout
+        if p <= 0 or self.mcfg.layers < 2:
+            return None
+        T, B = shape
+        H = self.mcfg.hidden
+        keep = self.dtype.type(1.0 / (1.0 - p))
+        return [None] + [(self.rng.random((T, B, H), dtype=self.dtype) >= p) * keep
+                         for _ in range(1, self.mcfg.layers)]
+
+    def _update(self, scale):
+        t, lr, w, g, s = self.tcfg, self.tcfg.lr, self.flat, self.grad, self.optim
+        if t.optimizer == "adagrad":
+            O.adagrad(w, g, s["mem"], lr, 1e-10, scale)
+        elif t.optimizer == "adam":
+            O.adam(w, g, s["m"], s["v"], lr, 0.9, 0.999, 1e-8, self.step + 1, scale)
+        elif t.optimizer == "rmsprop":
+            O.rmsprop(w, g, s["sq"], lr, 0.99, 1e-8, scale)
+        else:
+            O.sgd(w, g, lr, scale)
+
+    def evaluate(self) -> float | None:
+        """Mean loss (nats/char) over the whole validation split, state carried
+        through contiguous streams; None without a validation split."""
+        if len(self.val_ids) < 2:
+            return None
+        streams = eval_streams(self.val_ids)
+        E, N = streams.shape
+        if self._eval_ws is None or self._eval_ws.B != E:
+            self._eval_ws = M.Workspace(self.mcfg, EVAL_CHUNK, E, self.dtype, train=False)
+        total = loss_sum(self.mcfg, self.p, self._eval_ws, streams, self.dtype)
+        return total / (E * (N - 1))
+
+    def to_checkpoint(self) -> C.Checkpoint:
+        ts = {"step": self.step, "pos": self.batches.pos, "rng": self.rng.bit_generator.state,
+              "best_val": None if math.isinf(self.best_val) else self.best_val,
+              "last_val": self.last_val, "elapsed": self.elapsed, "chars": self.chars,
+              "epoch": self.epoch}
+        return C.Checkpoint(self.mcfg, self.tcfg, self.vocab, self.flat, self.optim,
+                            self.state.h, self.state.c, ts, self.meta)
+
+
+def loss_sum(cfg, p, ws, streams, dtype, losses_out=None) -> float:
+    """Summed loss of predicting streams[:, 1:] from streams[:, :-1], state carried
+    through chunks of ws.T steps from a zero state. streams (E, N) ints.
+    With losses_out (E, N-1) float64 given, it receives each position's loss."""
+    E, N = streams.shape
+    state = M.State(cfg, E, dtype)
+    total = 0.0
+    for a in range(0, N - 1, ws.T):
+        b = min(a + ws.T, N - 1)
+        x = np.ascontiguousarray(streams[:, a:b].T, dtype=np.int32)
+        y = np.ascontiguousarray(streams[:, a + 1:b + 1].T, dtype=np.int32)
+        total += M.forward(cfg, p, ws, x, y, state, grad=False)
+        if losses_out is not None:
+            losses_out[:, a:b] = ws.losses[:x.size].reshape(b - a, E).T
+    return total
+
+
+@contextmanager
+def catch_stop_signals(stop: dict):
+    """While training, SIGINT/SIGTERM only record themselves in stop['signal'];
+    the loop then saves and returns. A second signal cannot interrupt the save."""
+    def handler(signum, frame):
+        stop.setdefault("signal", signum)
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def total_steps(trainer: Trainer, steps=None, epochs=None) -> int | None:
+    """The run's final step number from --steps or --epochs (None: time-bounded)."""
+    if steps is not None:
+        return steps
+    if epochs is not None:
+        per = trainer.tcfg.batch_size * trainer.tcfg.seq_len
+        return math.ceil(epochs * len(trainer.train_ids) / per)
+    return None
+
+
+def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
+        eval_every=200, on_event=lambda kind, info: None, log_every=None) -> dict:
+    """Train until the step/epoch/time bound or a stop signal; evaluate every
+    `eval_every` steps, save latest.npz / best.npz and append to log.jsonl."""
+    final = total_steps(trainer, steps, epochs)
+    log_every = log_every or max(1, min(50, eval_every // 4))
+    stop: dict = {}
+    log_path = os.path.join(out_dir, "log.jsonl")
+    smooth, window_t, window_chars = None, time.perf_counter(), 0
+    cps = 0.0
+    t_start = time.perf_counter()
+    elapsed0 = trainer.elapsed
+    saved_step = trainer.step if trainer.step > 0 else None
+    on_event("start", {"trainer": trainer, "final_step": final, "seconds": seconds})
+
+    def save(best: bool):
+        ck = trainer.to_checkpoint()
+        C.save(os.path.join(out_dir, "latest.npz"), ck)
+        if best:
+            C.save(os.path.join(out_dir, "best.npz"), ck)
+
+    def log(record):
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    with catch_stop_signals(stop):
+        while True:
+            now = time.perf_counter()
+            if final is not None and trainer.step >= final:
+                break
+            if seconds is not None and now - t_start >= seconds:
+                break
+            if "signal" in stop:
+                break
+            loss = trainer.train_step()
+            trainer.elapsed = elapsed0 + (time.perf_counter() - t_start)
+            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+            window_chars += trainer.tcfg.batch_size * trainer.tcfg.seq_len
+            dt = time.perf_counter() - window_t
+            if dt > 1.0:
+                cps, window_t, window_chars = window_chars / dt, time.perf_counter(), 0
+            info = {"step": trainer.step, "final_step": final, "loss": loss, "smooth": smooth,
+                    "cps": cps, "elapsed": trainer.elapsed, "epoch": trainer.epoch,
+                    "run_seconds": time.perf_counter() - t_start, "seconds": seconds}
+            on_event("step", info)
+            is_eval = eval_every > 0 and trainer.step % eval_every == 0
+            done = (final is not None and trainer.step >= final)
+            if is_eval or done:
+                val = trainer.evaluate()
+                trainer.last_val = val
+                improved = val is None or val < trainer.best_val
+                if val is not None and improved:
+                    trainer.best_val = val
+                save(best=improved)
+                saved_step = trainer.step
+                on_event("eval", {**info, "val_loss": val, "best": improved, "trainer": trainer})
+            if is_eval or done or trainer.step % log_every == 0:
+                log({"step": trainer.step, "train_loss": smooth,
+                     "val_loss": trainer.last_val if (is_eval or done) else None,
+                     "chars_per_sec": cps, "elapsed": round(trainer.elapsed, 3)})
+        if saved_step != trainer.step:
+            save(best=not os.path.exists(os.path.join(out_dir, "best.npz")))
+    result = {"step": trainer.step, "best_val": trainer.best_val, "last_val": trainer.last_val,
+              "elapsed": trainer.elapsed, "signal": stop.get("signal"), "out_dir": out_dir}
+    on_event("done", result)
+    return result

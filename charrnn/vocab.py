@@ -1,0 +1,45 @@
+"""Vocabulary: the sorted set of Unicode characters <-> integer ids."""
+import numpy as np
+
+
+class Vocab:
+    """Sorted characters; id i is the i-th character. `codepoints` is (V,) int32."""
+
+    def __init__(self, codepoints):
+        self.codepoints = np.asarray(codepoints, dtype=np.int32)
+        self.chars = np.array([chr(c) for c in self.codepoints.tolist()], dtype=object)
+
+    @classmethod
+    def from_chars(cls, chars) -> "Vocab":
+        return cls(sorted(ord(c) for c in set(chars)))
+
+    def __len__(self) -> int:
+        return len(self.codepoints)
+
+    @property
+    def id_dtype(self):
+        """The smallest unsigned type that holds every id: the corpus stays compact."""
+        return np.uint8 if len(self) <= 256 else np.uint16 if len(self) <= 65536 else np.int32
+
+    def lookup(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64, known bool) for every character of text; unknown ids are 0."""
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+        pos = np.searchsorted(self.codepoints, cps)
+        pos_c = np.minimum(pos, len(self) - 1)
+        known = self.codepoints[pos_c] == cps
+        return np.where(known, pos_c, 0), known
+
+    def encode(self, text: str) -> np.ndarray:
+        """ids for text; raises KeyError naming the first character not in the vocabulary."""
+        ids, known = self.lookup(text)
+        if not known.all():
+            bad = text[int(np.argmin(known))]
+            raise KeyError(bad)
+        return ids.astype(self.id_dtype)
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[np.asarray(ids, dtype=np.int64)].tolist())
+
+    def preview(self, n: int = 80) -> str:
+        s = "".join(self.chars[:n].tolist())
+        return repr(s) + (f" ... (+{len(self) - n})" if len(self) > n else "")
