@@ -287,3 +287,226 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
     if interrupted:
         import signal
         sys.exit(130 if result["signal"] == signal.SIGINT else 143)
+
+
+# ------------------------------------------------------------------ sample
+
+def checkpoint_option(f):
+    return click.option("--checkpoint", "-c", type=click.Path(), default=None,
+                        help="A checkpoint file or a run folder (its best.npz)  "
+                             "[default: the newest under ./checkpoints/]")(f)
+
+
+@cli.command(context_settings=CONTEXT)
+@checkpoint_option
+@click.option("--length", "-n", type=click.IntRange(0), default=1000, show_default=True,
+              help="Characters per sample (0 = endless, until interrupted).")
+@click.option("--temp", "-t", type=finite_float(0), default=0.8, show_default=True,
+              help="Sampling temperature: lower is safer, higher is wilder; 0 = greedy.")
+@click.option("--argmax", is_flag=True, help="Always take the likeliest character (same as --temp 0).")
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
+              help="Sample only among the K likeliest characters (0 = all).")
+@click.option("--top-p", type=finite_float(0, lo_open=True), default=1.0, show_default=True,
+              help="Sample only among the likeliest characters holding this much probability.")
+@click.option("--prime", "-p", default="", help="Text the model reads first; the output starts with it.")
+@click.option("--seed", type=click.IntRange(0), default=None, help="Random seed: same seed, same text.")
+@click.option("--num", type=click.IntRange(1), default=1, show_default=True,
+              help="Number of samples, separated by a blank line.")
+@click.option("--stop", default=None, help="End a sample where this string appears (not printed).")
+def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, stop):
+    """Generate text from a trained model, streamed to stdout as it is made.
+
+    Only the generated text goes to stdout, so it pipes cleanly into other tools.
+    Characters of --prime outside the model's vocabulary are an error.
+
+    \b
+    Examples:
+      charrnn sample --temp 0.8
+      charrnn sample -c checkpoints/shakespeare-lstm-20261123-101500 --prime "ROMEO:" -n 500
+      charrnn sample --length 0 | head -c 300
+      charrnn sample --num 5 --stop $'\\n\\n' --seed 7
+    """
+    import signal
+    if top_p > 1:
+        raise click.BadParameter("must be at most 1", param_hint="--top-p")
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # a closed reader ends us quietly, like `yes`
+    ck = load_checkpoint(resolve_checkpoint(checkpoint))
+    from charrnn.sampling import Generator
+    unknown = sorted(set(prime) - set(ck.vocab.chars.tolist()))
+    if unknown:
+        raise click.BadParameter(f"characters not in the model's vocabulary: {''.join(unknown)!r}",
+                                 param_hint="--prime")
+    if stop == "":
+        raise click.BadParameter("must not be empty", param_hint="--stop")
+    gen = Generator(ck.model_cfg, ck.params, ck.vocab, seed=seed)
+    out = sys.stdout
+    try:
+        for k in range(num):
+            if k:
+                out.write("\n\n")
+            gen.reset()
+            gen.prime(prime)
+            out.write(prime)
+            out.flush()
+            for chunk in gen.stream(length, temp=0.0 if argmax else temp, top_k=top_k,
+                                    top_p=top_p, stop=stop):
+                out.write(chunk)
+                out.flush()
+        out.write("\n")
+        out.flush()
+    except KeyboardInterrupt:
+        out.write("\n")
+        out.flush()
+        sys.exit(130)
+
+
+# ------------------------------------------------------------------ eval
+
+@cli.command("eval", context_settings=CONTEXT)
+@click.argument("files", nargs=-1, type=click.Path(allow_dash=True))
+@checkpoint_option
+@click.option("--text", "texts", multiple=True, help="Score this string (repeatable); ranks them.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--heatmap", is_flag=True, help="Print the text coloured by the model's surprise.")
+@click.option("--heatmap-chars", type=click.IntRange(1), default=3000, show_default=True,
+              help="Characters of each file shown by --heatmap.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the files.")
+def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding):
+    """Measure how well a model predicts text: loss, bits per char, perplexity.
+
+    Every character is scored exactly, with the model's state carried through
+    the whole file. Characters outside the model's vocabulary are skipped,
+    counted and reported.
+
+    \b
+    Examples:
+      charrnn eval notes.txt more.txt
+      cat notes.txt | charrnn eval - --json
+      charrnn eval --text "the apple and pear salad" --text "the apple and pair salad"
+      charrnn eval notes.txt --heatmap
+    """
+    import json
+    import signal
+
+    import numpy as np
+    if not files and not texts:
+        raise click.UsageError("name FILES to evaluate, or strings with --text")
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    from charrnn import evaluate as E
+    from charrnn.data import CorpusError
+    ck = load_checkpoint(resolve_checkpoint(checkpoint))
+    rows, all_losses, unknown_total, shown = [], [], 0, []
+    for path in files:
+        try:
+            ids, unknown, examples = E.encode_known(path, ck.vocab, encoding)
+        except CorpusError as e:
+            raise DataError(str(e)) from None
+        except OSError as e:
+            raise DataError(f"{path}: {e.strerror}") from None
+        if unknown:
+            click.echo(f"warning: {path}: {unknown} character(s) not in the model's vocabulary "
+                       f"were skipped, e.g. {''.join(examples)!r}", err=True)
+        losses = E.per_char_losses(ck, ids)
+        rows.append(E.summarize(losses, unknown, "<stdin>" if path == "-" else path))
+        all_losses.append(losses)
+        unknown_total += unknown
+        shown.append((path, ck.vocab.decode(ids[1:heatmap_chars + 1]), losses[:heatmap_chars]))
+    scored = []
+    for text in texts:
+        ids, losses = E.score_text(ck, text)
+        scored.append({"text": text, "chars": len(losses), "unknown": len(text) - len(ids),
+                       "logprob": -float(losses.sum()), "loss": float(losses.mean()) if len(losses) else float("nan")})
+        shown.append((repr(text), ck.vocab.decode(ids), losses))
+    ranked = sorted(scored, key=lambda r: -r["logprob"])
+    total = E.summarize(np.concatenate(all_losses), unknown_total) if all_losses else None
+    if as_json:
+        obj = {}
+        if rows:
+            obj["files"], obj["total"] = rows, total
+        if ranked:
+            obj["texts"] = [{"rank": k + 1, **r} for k, r in enumerate(ranked)]
+        click.echo(json.dumps(obj, indent=2))
+        return
+    from charrnn.ui import eval_tables, heatmap_text, stdout_console
+    console = stdout_console()
+    for table in eval_tables(rows, total, ranked):
+        console.print(table)
+    if heatmap:
+        for name, text, losses in shown:
+            console.print(f"[bold]{name}[/bold]" if console.is_terminal else name)
+            console.print(heatmap_text(text, losses), soft_wrap=True)
+
+
+# ------------------------------------------------------------------ info, runs, plot
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(), required=False)
+def info(checkpoint):
+    """Show what a checkpoint holds: the model, its training and how it was made.
+
+    \b
+    Examples:
+      charrnn info checkpoints/shakespeare-lstm-20261123-101500
+      charrnn info model.npz
+    """
+    path = resolve_checkpoint(checkpoint)
+    ck = load_checkpoint(path)
+    from charrnn.ui import info_table, stdout_console
+    stdout_console().print(info_table(ck, path))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--root", type=click.Path(file_okay=False), default="checkpoints", show_default=True,
+              help="Folder holding the run folders.")
+def runs(root):
+    """List the training runs under ./checkpoints/ with their best validation loss.
+
+    \b
+    Examples:
+      charrnn runs
+      charrnn runs --root /data/models
+    """
+    from charrnn.runs import list_runs
+    from charrnn.ui import runs_table, stdout_console
+    found = list_runs(root)
+    if not found:
+        click.echo(f"no runs under {root}/", err=True)
+        return
+    stdout_console().print(runs_table(found))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(), required=False)
+@click.option("--png", type=click.Path(dir_okay=False), default=None,
+              help="Write the plot to this PNG file (needs matplotlib: pip install 'charrnn[png]').")
+@click.option("--width", type=click.IntRange(20), default=None, help="Plot width in characters.")
+@click.option("--height", type=click.IntRange(8), default=None, help="Plot height in lines.")
+def plot(run, png, width, height):
+    """Draw a run's training and validation loss curves in the terminal.
+
+    RUN is a run folder (or its log.jsonl); default: the newest run.
+
+    \b
+    Examples:
+      charrnn plot
+      charrnn plot checkpoints/shakespeare-lstm-20261123-101500
+      charrnn plot checkpoints/shakespeare-lstm-20261123-101500 --png curves.png
+    """
+    from charrnn.plotting import load_log, plot_png, plot_terminal
+    if run is None:
+        run = os.path.dirname(newest_checkpoint())
+    log = run if run.endswith(".jsonl") else os.path.join(run, "log.jsonl")
+    if not os.path.isfile(log):
+        raise DataError(f"{run}: no log.jsonl (is it a run folder written by charrnn train?)")
+    curves = load_log(log)
+    if not curves["step"]:
+        raise DataError(f"{log}: no logged steps yet")
+    if png:
+        try:
+            plot_png(curves, png, title=os.path.basename(os.path.dirname(os.path.abspath(log))))
+        except ImportError:
+            raise DataError("--png needs matplotlib: pip install 'charrnn[png]'") from None
+        click.echo(f"wrote {png}", err=True)
+        return
+    click.echo(plot_terminal(curves, width, height,
+                             title=os.path.basename(os.path.dirname(os.path.abspath(log)))))

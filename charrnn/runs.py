@@ -61,3 +61,31 @@ def preview_sampler(length=160, temp=0.8):
         gen = Generator(trainer.mcfg, trainer.p, trainer.vocab, seed=trainer.step)
         return gen.text("\n", length, temp=temp)
     return preview
+
+
+def list_runs(root="checkpoints") -> list[dict]:
+    """Runs under root with a checkpoint, newest first (reads only train_state/config)."""
+    import json
+
+    import numpy as np
+    found = []
+    if not os.path.isdir(root):
+        return found
+    for name in os.listdir(root):
+        folder = os.path.join(root, name)
+        ck = next((os.path.join(folder, f) for f in ("latest.npz", "best.npz")
+                   if os.path.isfile(os.path.join(folder, f))), None)
+        if ck is None:
+            continue
+        try:
+            with np.load(ck, allow_pickle=False) as z:
+                ts = json.loads(str(z["train_state"]))
+                cfg = json.loads(str(z["config"]))["model"]
+            model = f"{cfg['model']} {cfg['layers']}x{cfg['hidden']}"
+            step, best = ts["step"], ts.get("best_val")
+        except Exception:  # noqa: BLE001 - a broken run is listed, not fatal
+            model, step, best = "(unreadable)", 0, None
+        mtime = os.path.getmtime(ck)
+        found.append({"name": name, "model": model, "step": step, "best_val": best, "mtime": mtime,
+                      "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))})
+    return sorted(found, key=lambda r: -r["mtime"])
