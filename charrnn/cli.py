@@ -230,7 +230,7 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
         given = {k for k in ARCH_OPTIONS
                  if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
         saved = {**ck.model_cfg.to_dict(), **ck.train_cfg.to_dict()}
-        clash = [k for k in sorted(given) if saved.get(k) != locals()[k]]
+        clash = [k for k in sorted(given) if saved.get(k) != ctx.params[k]]
         if clash:
             raise click.UsageError(
                 f"--resume keeps the checkpoint's settings; drop {', '.join('--' + k.replace('_', '-') for k in clash)}")

@@ -33,3 +33,28 @@ def run_cli(*args, input=None, env=None, timeout=300):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], input=input,
                           capture_output=True, timeout=timeout, env=full_env)
+
+
+def train_small(tmp_dir, text, cell="lstm", steps=60, hidden=32, layers=1, seed=0, **kw):
+    """Train a small model in-process on `text`; returns (trainer, run folder)."""
+    from charrnn.config import ModelConfig, TrainConfig
+    from charrnn.data import read_corpus
+    from charrnn.training import Trainer, run
+    path = Path(tmp_dir) / "corpus.txt"
+    path.write_text(text, encoding="utf-8")
+    corpus = read_corpus([str(path)])
+    mcfg = ModelConfig(model=cell, hidden=hidden, layers=layers, vocab_size=len(corpus.vocab))
+    tcfg = TrainConfig(**{"batch_size": 8, "seq_len": 32, "seed": seed, "eval_every": steps, **kw})
+    trainer = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab, {"corpus": ["corpus.txt"]})
+    out = Path(tmp_dir) / "run"
+    out.mkdir(exist_ok=True)
+    run(trainer, str(out), steps=steps, eval_every=steps)
+    return trainer, out
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, bundled_text):
+    """A small LSTM trained for a few seconds on 30 KB of the bundled corpus."""
+    tmp = tmp_path_factory.mktemp("trained")
+    trainer, out = train_small(tmp, bundled_text[:30_000], steps=150, hidden=48, layers=2)
+    return out

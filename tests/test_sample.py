@@ -1,0 +1,128 @@
+"""Sampling: reproducible, greedy, temperature, top-k/top-p, stop, and shell pipelines."""
+import math
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from charrnn import checkpoint as C
+from charrnn.sampling import Generator
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def ck(trained_run):
+    return C.load(trained_run / "best.npz")
+
+
+def gen(ck, seed=0):
+    return Generator(ck.model_cfg, ck.params, ck.vocab, seed=seed)
+
+
+def entropy(text):
+    counts = np.array(list(Counter(text).values()), float)
+    p = counts / counts.sum()
+    return -(p * np.log(p)).sum()
+
+
+def test_same_seed_same_text_regardless_of_chunking(ck):
+    a = "".join(gen(ck, 5).stream(600, temp=1.0))
+    g = gen(ck, 5)
+    b = "".join(g.vocab.decode(g.ids(n, temp=1.0)) for n in (1, 7, 100, 492))
+    assert a == b and len(a) == 600
+    assert "".join(gen(ck, 6).stream(600, temp=1.0)) != a
+
+
+def test_top_k_1_equals_greedy(ck):
+    greedy = gen(ck, 1).text("Th", 200, temp=0.0)
+    assert gen(ck, 2).text("Th", 200, temp=1.3, top_k=1) == greedy
+
+
+def test_lower_temperature_lower_entropy(ck):
+    cold = gen(ck, 3).text("\n", 3000, temp=0.4)
+    hot = gen(ck, 3).text("\n", 3000, temp=1.5)
+    assert entropy(cold) < entropy(hot) - 0.1
+
+
+def test_top_p_small_is_greedy_and_top_k_limits_choices(ck):
+    assert gen(ck, 4).text("A", 150, temp=1.0, top_p=1e-6) == gen(ck, 9).text("A", 150, temp=0.0)
+    # with top-k 2 every character is one of the two likeliest: check against the model
+    g = gen(ck, 4)
+    g.reset()
+    out = g.ids(50, temp=2.0, top_k=2)
+    ref = gen(ck, 0)
+    ref.reset()
+    from charrnn.kernels import sample as K
+    logits = np.empty(len(ck.vocab), ref.h.dtype)
+    x = ref.last
+    for t in range(50):
+        K.cell_step(ref.kind, x, ref.Wx0, ref.Wxu, ref.Wh, ref.b, ref.h, ref.c, ref.ax, ref.ah)
+        logits[:] = ref.h[-1] @ ref.Wy + ref.by
+        assert out[t] in np.argsort(logits)[-2:]
+        x = out[t]
+
+
+def test_stop_string_ends_sample_and_is_not_printed(ck):
+    g = gen(ck, 0)
+    full = "".join(g.stream(2000, temp=1.0))
+    assert "e " in full
+    g = gen(ck, 0)
+    cut = "".join(g.stream(2000, temp=1.0, stop="e "))
+    assert cut == full[:full.index("e ")]
+
+
+def test_cli_sample_prime_num_seed(trained_run):
+    r = run_cli("sample", "-c", trained_run, "--prime", "KING", "-n", "80", "--num", "3", "--seed", "7")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    parts = out.rstrip("\n").split("\n\n")
+    assert out.startswith("KING") and len(parts) >= 3
+    again = run_cli("sample", "-c", trained_run, "--prime", "KING", "-n", "80", "--num", "3", "--seed", "7")
+    assert again.stdout == r.stdout
+    assert r.stderr == b""          # a named checkpoint: nothing to say on stderr
+
+
+def test_cli_sample_unknown_prime_is_usage_error(trained_run):
+    r = run_cli("sample", "-c", trained_run, "--prime", "Ωmega")
+    assert r.returncode == 2 and r.stdout == b""
+    assert r.stderr.decode().count("\n") == 1 and "Ω" in r.stderr.decode()
+
+
+def test_cli_sample_newest_checkpoint_named_on_stderr(trained_run, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    os.symlink(trained_run, tmp_path / "checkpoints" / "myrun")
+    r = subprocess.run([sys.executable, "-m", "charrnn", "sample", "-n", "20", "--seed", "1"],
+                       cwd=tmp_path, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "checkpoints/myrun/best.npz" in r.stderr.decode()
+    assert len(r.stdout.decode()) == 21          # 20 characters and a final newline
+
+
+def test_endless_sample_into_head_ends_quietly(trained_run):
+    cmd = f"{sys.executable} -m charrnn sample -c {trained_run} --length 0 | head -c 300; " \
+          f"echo \" status=${{PIPESTATUS[0]}}\""
+    t0 = time.time()
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=60)
+    out = r.stdout.decode(errors="replace")
+    assert time.time() - t0 < 30
+    assert len(r.stdout.rsplit(b" status=", 1)[0]) == 300
+    status = int(out.rsplit("status=", 1)[1])
+    assert status in (0, 141), status            # killed by SIGPIPE, like `yes | head`
+    assert r.stderr == b"", r.stderr             # no BrokenPipe traceback
+
+
+def test_output_is_streamed_not_printed_at_the_end(trained_run):
+    p = subprocess.Popen([sys.executable, "-m", "charrnn", "sample", "-c", str(trained_run),
+                          "--length", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = p.stdout.read(1)          # arrives although the sample never ends
+        assert len(first) == 1
+    finally:
+        p.send_signal(2)                  # Ctrl-C ends endless sampling cleanly
+        _, err = p.communicate(timeout=30)
+    assert p.returncode == 130
+    assert b"Traceback" not in err

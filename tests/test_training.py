@@ -1,0 +1,90 @@
+"""Training lowers the loss, is reproducible, and resumes bit for bit."""
+import math
+
+import numpy as np
+import pytest
+
+from charrnn import checkpoint as C
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.data import Batches, read_corpus, split
+from charrnn.training import Trainer, run
+from conftest import train_small
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_validation_loss_falls_well_below_uniform(cell, tmp_path, bundled_text):
+    trainer, _ = train_small(tmp_path, bundled_text[:100_000], cell=cell, steps=250, hidden=96,
+                             batch_size=16, seq_len=32, optimizer="adam", lr=3e-3)
+    uniform = math.log(len(trainer.vocab))
+    val = trainer.evaluate()
+    assert val < 0.62 * uniform, (cell, val, uniform)
+
+
+def test_adagrad_default_learns(tmp_path, bundled_text):
+    trainer, _ = train_small(tmp_path, bundled_text[:50_000], steps=150, hidden=64)
+    assert trainer.evaluate() < 0.75 * math.log(len(trainer.vocab))
+
+
+def test_same_seed_same_weights_different_seed_different(tmp_path, bundled_text):
+    a, _ = train_small(_mk(tmp_path / "a"), bundled_text[:20_000], steps=20)
+    b, _ = train_small(_mk(tmp_path / "b"), bundled_text[:20_000], steps=20)
+    c, _ = train_small(_mk(tmp_path / "c"), bundled_text[:20_000], steps=20, seed=1)
+    assert np.array_equal(a.flat, b.flat)
+    assert not np.array_equal(a.flat, c.flat)
+
+
+def _mk(p):
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+@pytest.mark.parametrize("cell,optimizer,dropout", [("lstm", "adagrad", 0.0), ("gru", "adam", 0.3),
+                                                   ("rnn", "rmsprop", 0.0), ("lstm", "sgd", 0.2)])
+def test_resume_gives_bit_identical_weights(cell, optimizer, dropout, tmp_path, bundled_text):
+    (tmp_path / "c.txt").write_text(bundled_text[:12_000], encoding="utf-8")
+    corpus = read_corpus([str(tmp_path / "c.txt")])
+    mcfg = ModelConfig(model=cell, hidden=24, layers=2, vocab_size=len(corpus.vocab), dropout=dropout)
+    tcfg = TrainConfig(batch_size=4, seq_len=16, optimizer=optimizer,
+                       lr={"adagrad": 0.1, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 0.5}[optimizer])
+    # 120 steps: the 4 streams of 2700 chars wrap around during the run
+    whole = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab)
+    (tmp_path / "whole").mkdir()
+    run(whole, str(tmp_path / "whole"), steps=120, eval_every=50)
+    first = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab)
+    (tmp_path / "half").mkdir()
+    run(first, str(tmp_path / "half"), steps=60, eval_every=50)
+    ck = C.load(tmp_path / "half" / "latest.npz")
+    assert ck.train_state["step"] == 60
+    second = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab, resume=ck)
+    run(second, str(tmp_path / "half"), steps=120, eval_every=50)
+    assert np.array_equal(second.flat, whole.flat)
+    for slot in whole.optim:
+        assert np.array_equal(second.optim[slot], whole.optim[slot])
+    assert np.array_equal(second.state.h, whole.state.h)
+
+
+def test_batches_cover_streams_and_wrap():
+    ids = np.arange(103, dtype=np.uint8)
+    b = Batches(ids, batch=4, seq=5)          # 4 streams of 25
+    x, y, wrapped = b.next()
+    assert not wrapped and x.shape == (5, 4)
+    assert list(x[:, 1]) == [25, 26, 27, 28, 29] and list(y[:, 1]) == [26, 27, 28, 29, 30]
+    for _ in range(3):
+        b.next()
+    x, y, wrapped = b.next()                  # pos 20: 20 + 5 + 1 > 25
+    assert wrapped and x[0, 0] == 0
+
+
+def test_split_matches_reference_convention():
+    train, val = split(np.arange(1000), 0.1)
+    assert len(train) == 900 and val[0] == 900
+
+
+def test_log_and_checkpoints_written(trained_run):
+    import json
+    lines = [json.loads(l) for l in (trained_run / "log.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 150
+    assert {"step", "train_loss", "val_loss", "chars_per_sec", "elapsed"} <= set(lines[-1])
+    assert lines[-1]["val_loss"] is not None
+    assert (trained_run / "latest.npz").exists() and (trained_run / "best.npz").exists()
