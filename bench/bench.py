@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""charrnn against PyTorch, side by side: same configurations, one run, interleaved.
+
+Every measurement runs in a fresh process (bench/worker.py) so that its peak
+memory is its own; JIT compilation and warm-up steps are excluded from both.
+Repetitions alternate charrnn and PyTorch, configuration by configuration, and
+the median is reported. Without torch installed the PyTorch column is skipped
+with a message (torch is a benchmark-only dependency: pip install torch==2.13.0).
+
+    python bench/bench.py                 # all configurations, 3 repetitions (~10 min)
+    python bench/bench.py --only b c --repeats 1
+"""
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CORPUS = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "corpora", "tinyshakespeare.txt"))
+
+# name: (mode, cell, H, L, B, T, optimizer, lr, timed steps charrnn, timed steps torch)
+CONFIGS = {
+    "a": ("train", "rnn", 100, 1, 1, 25, "adagrad", 0.1, 8000, 3000),
+    "b": ("train", "lstm", 128, 2, 50, 50, "adam", 2e-3, 200, 150),
+    "c": ("train", "lstm", 512, 2, 50, 50, "adam", 2e-3, 20, 15),
+    "d": ("train", "gru", 256, 2, 32, 64, "adam", 2e-3, 80, 50),
+    "e": ("train", "rnn", 512, 1, 32, 64, "adam", 2e-3, 150, 100),
+    "s128": ("sample", "lstm", 128, 2, 1, 1, "adam", 2e-3, 30000, 3000),
+    "s512": ("sample", "lstm", 512, 2, 1, 1, "adam", 2e-3, 5000, 300),
+}
+TARGETS = {"a": 10, "b": 1.5, "c": 1.1, "d": 1.5, "e": 1.5, "s128": 5, "s512": 5}
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def flops_per_char(cell, H, L, V):
+    """Matrix-multiply FLOPs per character for forward + backward, counting the
+    first layer's input as the row lookup it is (no dense one-hot product)."""
+    g = GATES[cell] * H
+    return 3 * (2 * H * g * L + 2 * H * g * (L - 1) + 2 * H * V)
+
+
+def gemm_peak(threads):
+    """float32 GFLOP/s of a 2048^3 matrix product with numpy's BLAS (1 s)."""
+    code = ("import os,time,numpy as np\n"
+            "a=np.random.rand(2048,2048).astype(np.float32);b=a.copy();a@b\n"
+            "n=0;t=time.perf_counter()\n"
+            "while time.perf_counter()-t<1.5: a@b; n+=1\n"
+            "print(2*2048**3*n/(time.perf_counter()-t)/1e9)")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env=env, check=True).stdout)
+
+
+def measure(impl, name, corpus, threads):
+    mode, cell, H, L, B, T, opt, lr, steps_c, steps_t = CONFIGS[name]
+    cmd = [sys.executable, os.path.join(HERE, "worker.py"), "--impl", impl, "--mode", mode,
+           "--cell", cell, "--hidden", str(H), "--layers", str(L), "--batch", str(B), "--seq", str(T),
+           "--optimizer", opt, "--lr", str(lr), "--steps", str(steps_c if impl == "charrnn" else steps_t),
+           "--threads", str(threads), "--corpus", corpus]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{impl} {name} failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default=DEFAULT_CORPUS)
+    ap.add_argument("--only", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    have_torch = importlib.util.find_spec("torch") is not None
+    if not have_torch:
+        print("torch is not installed: measuring charrnn only "
+              "(pip install torch==2.13.0 for the side-by-side comparison)", file=sys.stderr)
+    impls = ["charrnn", "torch"] if have_torch else ["charrnn"]
+    import numpy as np  # noqa: F401  (only for the corpus vocabulary size below)
+    sys.path.insert(0, os.path.dirname(HERE))
+    from charrnn.data import read_corpus
+    V = len(read_corpus([args.corpus]).vocab)
+    peak = gemm_peak(args.threads)
+    print(f"sgemm peak (numpy, 2048^3, {args.threads} threads): {peak:.0f} GFLOP/s", file=sys.stderr)
+    runs = {(i, n): [] for i in impls for n in args.only}
+    for rep in range(args.repeats):
+        for name in args.only:
+            for impl in (impls if rep % 2 == 0 else impls[::-1]):   # interleaved, alternating order
+                r = measure(impl, name, args.corpus, args.threads)
+                runs[(impl, name)].append(r)
+                print(f"[{rep + 1}/{args.repeats}] {name} {impl}: {r['chars_per_sec']:,.0f} chars/s",
+                      file=sys.stderr, flush=True)
+    rows = []
+    for name in args.only:
+        mode, cell, H, L, B, T, opt, lr, *_ = CONFIGS[name]
+        row = {"config": name, "mode": mode, "cell": cell, "H": H, "L": L, "B": B, "T": T, "optimizer": opt}
+        for impl in impls:
+            rs = runs[(impl, name)]
+            cps = [r["chars_per_sec"] for r in rs]
+            row[impl] = {"chars_per_sec": statistics.median(cps), "min": min(cps), "max": max(cps),
+                         "ms_per_step": statistics.median([r.get("ms_per_step", 0) for r in rs]),
+                         "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+                         "warmup_seconds": statistics.median([r["warmup_seconds"] for r in rs])}
+            if mode == "train":
+                row[impl]["gemm_fraction"] = row[impl]["chars_per_sec"] * flops_per_char(cell, H, L, V) / 1e9 / peak
+        if have_torch:
+            row["ratio"] = row["charrnn"]["chars_per_sec"] / row["torch"]["chars_per_sec"]
+            row["memory_ratio"] = row["charrnn"]["peak_rss_mb"] / row["torch"]["peak_rss_mb"]
+        rows.append(row)
+    print_table(rows, have_torch, peak, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"date": time.strftime("%Y-%m-%d"), "peak_gflops": peak, "threads": args.threads,
+                       "repeats": args.repeats, "rows": rows}, f, indent=1)
+
+
+def print_table(rows, have_torch, peak, args):
+    head = "| config | charrnn chars/s | " + ("PyTorch chars/s | ratio (target) | " if have_torch else "") + \
+           "charrnn ms/step | " + ("PyTorch ms/step | " if have_torch else "") + \
+           "peak MB charrnn" + (" / PyTorch" if have_torch else "") + " | GEMM peak fraction charrnn" + \
+           (" / PyTorch |" if have_torch else " |")
+    print(f"\n{args.repeats} repetition(s), median; {args.threads} threads; sgemm peak {peak:.0f} GFLOP/s\n")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for r in rows:
+        c = r["charrnn"]
+        label = (f"{r['config']}: {r['cell']} H={r['H']} L={r['L']} " +
+                 (f"B={r['B']} T={r['T']} {r['optimizer']}" if r["mode"] == "train" else "sampling"))
+        cells = [label, f"{c['chars_per_sec']:,.0f}"]
+        if have_torch:
+            t = r["torch"]
+            cells += [f"{t['chars_per_sec']:,.0f}", f"**{r['ratio']:.2f}x** (>= {TARGETS[r['config']]}x)"]
+        cells.append(f"{c['ms_per_step']:.2f}" if r["mode"] == "train" else "-")
+        if have_torch:
+            cells.append(f"{r['torch']['ms_per_step']:.2f}" if r["mode"] == "train" else "-")
+        cells.append(f"{c['peak_rss_mb']:.0f}" + (f" / {r['torch']['peak_rss_mb']:.0f}" if have_torch else ""))
+        if r["mode"] == "train":
+            cells.append(f"{c['gemm_fraction']:.0%}" + (f" / {r['torch']['gemm_fraction']:.0%}" if have_torch else ""))
+        else:
+            cells.append("-")
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

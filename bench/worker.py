@@ -1,0 +1,75 @@
+"""One benchmark measurement in a fresh process (so peak memory is its own):
+prints one JSON line. Run by bench.py; not meant to be called by hand."""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+p = argparse.ArgumentParser()
+p.add_argument("--impl", choices=["charrnn", "torch"], required=True)
+p.add_argument("--mode", choices=["train", "sample"], default="train")
+p.add_argument("--cell", default="lstm")
+p.add_argument("--hidden", type=int, default=128)
+p.add_argument("--layers", type=int, default=2)
+p.add_argument("--batch", type=int, default=50)
+p.add_argument("--seq", type=int, default=50)
+p.add_argument("--optimizer", default="adam")
+p.add_argument("--lr", type=float, default=2e-3)
+p.add_argument("--steps", type=int, default=50, help="timed steps (train) or characters (sample)")
+p.add_argument("--warmup", type=int, default=5)
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--corpus", required=True)
+a = p.parse_args()
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[var] = str(a.threads)
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from charrnn.data import read_corpus  # noqa: E402
+
+corpus = read_corpus([a.corpus])
+V = len(corpus.vocab)
+t_setup = time.perf_counter()
+if a.impl == "charrnn":
+    from charrnn.config import ModelConfig, TrainConfig
+    from charrnn.training import Trainer
+    m = ModelConfig(model=a.cell, hidden=a.hidden, layers=a.layers, vocab_size=V)
+    t = TrainConfig(batch_size=a.batch, seq_len=a.seq, optimizer=a.optimizer, lr=a.lr)
+    trainer = Trainer(m, t, corpus.ids, corpus.vocab)
+    step = trainer.train_step
+    if a.mode == "sample":
+        from charrnn.sampling import Generator
+        gen = Generator(m, trainer.p, corpus.vocab, seed=0)
+        run_sample = lambda n: gen.ids(n, temp=0.8)  # noqa: E731
+else:
+    import torch
+    torch.set_num_threads(a.threads)
+    from torch_ref import TorchTrainer, torch_sample
+    tt = TorchTrainer(corpus.ids, V, a.cell, a.hidden, a.layers, a.batch, a.seq, a.optimizer, a.lr)
+    step = tt.step
+    run_sample = lambda n: torch_sample(tt.model, n)  # noqa: E731
+
+if a.mode == "train":
+    t0 = time.perf_counter()
+    for _ in range(a.warmup):
+        loss = step()
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        loss = step()
+    dt = time.perf_counter() - t0
+    out = {"chars_per_sec": a.batch * a.seq * a.steps / dt, "ms_per_step": 1000 * dt / a.steps,
+           "loss": loss, "warmup_seconds": warm}
+else:
+    t0 = time.perf_counter()
+    run_sample(20)
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_sample(a.steps)
+    dt = time.perf_counter() - t0
+    out = {"chars_per_sec": a.steps / dt, "warmup_seconds": warm}
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
