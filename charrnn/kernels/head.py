@@ -3,6 +3,7 @@ import numpy as np
 from numba import njit
 
 from charrnn.kernels import JIT
+from charrnn.kernels.act import exp
 
 
 @njit(**JIT)
@@ -72,28 +73,30 @@ def softmax_xent(logits, by, targets, losses, grad_scale):
     total = 0.0
     for n in range(N):
         row = logits[n]
-        m = -np.inf
         for v in range(V):
             row[v] += by[v]
+        m = row[0]          # of the row's dtype: a float64 -inf here made exp run in float64
+        for v in range(1, V):
             if row[v] > m:
                 m = row[v]
         y = targets[n]
         zy = row[y] - m
+        # exp in its own loop: a running sum in the same loop would stop vectorisation
+        for v in range(V):
+            row[v] = exp(row[v] - m)
         s = 0.0
         for v in range(V):
-            e = np.exp(row[v] - m)
-            row[v] = e
-            s += e
+            s += row[v]
         loss = np.log(s) - zy
         losses[n] = loss
         total += loss
         if grad_scale != 0.0:
-            inv = grad_scale / s
+            inv = row.dtype.type(grad_scale / s)
             for v in range(V):
                 row[v] *= inv
-            row[y] -= grad_scale
+            row[y] -= row.dtype.type(grad_scale)
         else:
-            inv = 1.0 / s
+            inv = row.dtype.type(1.0 / s)
             for v in range(V):
                 row[v] *= inv
     return total
