@@ -100,7 +100,7 @@ class Trainer:
     def _update(self, scale):
         t, lr, w, g, s = self.tcfg, self.tcfg.lr, self.flat, self.grad, self.optim
         if t.optimizer == "adagrad":
-            O.adagrad(w, g, s["mem"], lr, 1e-10, scale)
+            O.adagrad(w, g, s["mem"], lr, 1e-8, scale)
         elif t.optimizer == "adam":
             O.adam(w, g, s["m"], s["v"], lr, 0.9, 0.999, 1e-8, self.step + 1, scale)
         elif t.optimizer == "rmsprop":
