@@ -15,7 +15,7 @@ import numpy as np
 
 from charrnn.vocab import Vocab
 
-CHUNK = 1 << 22  # bytes per read
+CHUNK = 1 << 20  # bytes per read: ~20 MB of temporaries while encoding
 
 
 class CorpusError(Exception):

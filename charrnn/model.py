@@ -40,17 +40,12 @@ def views(flat: np.ndarray, cfg: ModelConfig) -> dict[str, np.ndarray]:
 
 
 def init_params(cfg: ModelConfig, dtype, rng: np.random.Generator) -> np.ndarray:
-    """Flat (P,) parameters: uniform(+-1/sqrt(H)) as in PyTorch; LSTM forget bias 1."""
+    """Flat (P,) parameters, every one uniform(+-1/sqrt(H)) as PyTorch initialises its
+    cells and nn.Linear, biases included. Measured on tinyshakespeare (2x256 LSTM, Adam):
+    zero biases with a forget bias of 1 learned markedly slower (loss 2.18 vs 2.01 at
+    step 450; PyTorch 2.00)."""
     bound = 1.0 / np.sqrt(cfg.hidden)
-    flat = rng.uniform(-bound, bound, num_params(cfg)).astype(dtype)
-    p = views(flat, cfg)
-    H = cfg.hidden
-    for l in range(cfg.layers):
-        p[f"l{l}.b"][:] = 0
-        if cfg.model == "lstm":
-            p[f"l{l}.b"][H:2 * H] = 1.0
-    p["by"][:] = 0
-    return flat
+    return rng.uniform(-bound, bound, num_params(cfg)).astype(dtype)
 
 
 class State:

@@ -16,7 +16,8 @@ def eval_tables(rows, total, ranked):
     if rows:
         t = Table(title="loss per character", title_justify="left")
         for col in ("file", "chars", "skipped", "nats/char", "bits/char", "perplexity"):
-            t.add_column(col, justify="left" if col == "file" else "right")
+            t.add_column(col, justify="left" if col == "file" else "right",
+                         overflow="fold" if col == "file" else "ellipsis")
         for r in rows + ([{"file": "total", **total}] if total and len(rows) > 1 else []):
             t.add_row(r["file"], f"{r['chars']:,}", f"{r['unknown']:,}", f"{r['loss']:.4f}",
                       f"{r['bpc']:.4f}", f"{r['perplexity']:.3f}")

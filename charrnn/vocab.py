@@ -22,12 +22,13 @@ class Vocab:
         return np.uint8 if len(self) <= 256 else np.uint16 if len(self) <= 65536 else np.int32
 
     def lookup(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(ids int64, known bool) for every character of text; unknown ids are 0."""
-        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+        """(ids intp, known bool) for every character of text; unknown ids are 0."""
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.int32)
         pos = np.searchsorted(self.codepoints, cps)
-        pos_c = np.minimum(pos, len(self) - 1)
-        known = self.codepoints[pos_c] == cps
-        return np.where(known, pos_c, 0), known
+        np.minimum(pos, len(self) - 1, out=pos)
+        known = self.codepoints[pos] == cps
+        pos[~known] = 0
+        return pos, known
 
     def encode(self, text: str) -> np.ndarray:
         """ids for text; raises KeyError naming the first character not in the vocabulary."""

@@ -126,3 +126,12 @@ def test_output_is_streamed_not_printed_at_the_end(trained_run):
         _, err = p.communicate(timeout=30)
     assert p.returncode == 130
     assert b"Traceback" not in err
+
+
+def test_cli_argmax_equals_temp_zero_and_stop(trained_run):
+    a = run_cli("sample", "-c", trained_run, "--argmax", "-n", "120", "--seed", "1")
+    b = run_cli("sample", "-c", trained_run, "--temp", "0", "-n", "120", "--seed", "2")
+    assert a.returncode == 0 and a.stdout == b.stdout
+    full = run_cli("sample", "-c", trained_run, "-n", "400", "--seed", "3").stdout.decode()
+    cut = run_cli("sample", "-c", trained_run, "-n", "400", "--seed", "3", "--stop", "e").stdout.decode()
+    assert cut == full[:full.index("e")] + "\n"

@@ -88,3 +88,33 @@ def test_log_and_checkpoints_written(trained_run):
     assert {"step", "train_loss", "val_loss", "chars_per_sec", "elapsed"} <= set(lines[-1])
     assert lines[-1]["val_loss"] is not None
     assert (trained_run / "latest.npz").exists() and (trained_run / "best.npz").exists()
+
+
+def test_time_and_epoch_bounds(tmp_path, bundled_text):
+    import time as _time
+    (tmp_path / "c.txt").write_text(bundled_text[:20_000], encoding="utf-8")
+    corpus = read_corpus([str(tmp_path / "c.txt")])
+    mcfg = ModelConfig(model="rnn", hidden=16, layers=1, vocab_size=len(corpus.vocab))
+    tcfg = TrainConfig(batch_size=4, seq_len=16)
+    t = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab)
+    t0 = _time.perf_counter()
+    run(t, str(tmp_path), seconds=0.5, eval_every=0)
+    assert 0.5 <= _time.perf_counter() - t0 < 5 and t.step > 0
+    t = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab)
+    run(t, str(tmp_path), epochs=0.5, eval_every=0)
+    assert t.step == math.ceil(0.5 * len(t.train_ids) / (4 * 16))
+    assert 0.5 <= t.epoch < 0.5 + 64 / len(t.train_ids) + 1e-9
+
+
+def test_several_files_and_stdin_are_one_corpus(tmp_path):
+    from conftest import run_cli
+    (tmp_path / "a.txt").write_text("First file.\r\n" * 300, encoding="utf-8")
+    (tmp_path / "b.txt").write_text("Second file!\n" * 300, encoding="utf-8")
+    both = read_corpus([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")])
+    text = both.vocab.decode(both.ids)
+    assert text == "First file.\n" * 300 + "Second file!\n" * 300
+    small = ["--hidden", "8", "--layers", "1", "--batch-size", "2", "--seq-len", "8", "--steps", "3", "--quiet"]
+    r = run_cli("train", "-", "--out", tmp_path / "s", *small, input=("To be or not to be. " * 200).encode())
+    assert r.returncode == 0, r.stderr
+    ck = C.load(tmp_path / "s" / "latest.npz")
+    assert ck.meta["corpus"] == ["<stdin>"] and ck.meta["corpus_chars"] == 4000

@@ -7,6 +7,11 @@ zero-division check to every `/`, which stops LLVM from vectorising a loop
 0.36 ns without).
 """
 
+from charrnn.kernels.fpenv import flush_denormals
+
+# first of all: before Numba loads SciPy's BLAS, whose threads then inherit it
+flush_denormals()
+
 JIT = dict(cache=True, error_model="numpy", fastmath={"contract"})
 
 
