@@ -176,7 +176,7 @@ ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dtype", "batch_size", "
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adagrad", show_default=True,
               help="Update rule.")
 @click.option("--lr", type=finite_float(0, lo_open=True), default=None,
-              help="Learning rate  [default: adagrad 0.1, adam/rmsprop 0.002, sgd 1.0]")
+              help="Learning rate  [default: adagrad 0.05, adam/rmsprop 0.002, sgd 1.0]")
 @click.option("--clip", type=finite_float(0), default=5.0, show_default=True,
               help="Clip the gradient to this global L2 norm (0 = off).")
 @click.option("--steps", type=click.IntRange(0), default=None,

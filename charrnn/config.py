@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass, fields
 CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
-DEFAULT_LR = {"adagrad": 0.1, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
+DEFAULT_LR = {"adagrad": 0.05, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
 DTYPES = ("float32", "float64")
 
 
@@ -37,7 +37,7 @@ class TrainConfig:
     batch_size: int = 32
     seq_len: int = 64
     optimizer: str = "adagrad"
-    lr: float = 0.1
+    lr: float = 0.05
     clip: float = 5.0
     steps: int | None = None
     epochs: float | None = None
