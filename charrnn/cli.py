@@ -283,7 +283,8 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
                                f"in {out} are kept (try a lower --lr or --clip)", 3) from None
     interrupted = result["signal"] is not None
     if not quiet:
-        click.echo(summary(result, out, interrupted), err=True)
+        import shlex
+        click.echo(summary(result, out, interrupted, " ".join(shlex.quote(c) for c in corpus)), err=True)
     if interrupted:
         import signal
         sys.exit(130 if result["signal"] == signal.SIGINT else 143)

@@ -104,7 +104,7 @@ class TrainDisplay:
             self.bar = None
 
 
-def summary(result, out_dir, interrupted=False) -> str:
+def summary(result, out_dir, interrupted=False, corpus="CORPUS") -> str:
     """The end-of-run summary (a few lines)."""
     import os
     best = result["best_val"]
@@ -115,5 +115,5 @@ def summary(result, out_dir, interrupted=False) -> str:
     lines.append(f"checkpoints: {os.path.join(out_dir, 'best.npz')}, {os.path.join(out_dir, 'latest.npz')}")
     lines.append(f"sample:      charrnn sample --checkpoint {out_dir} --temp 0.8")
     if interrupted:
-        lines.append(f"resume:      charrnn train CORPUS --resume {os.path.join(out_dir, 'latest.npz')}")
+        lines.append(f"resume:      charrnn train {corpus} --resume {os.path.join(out_dir, 'latest.npz')}")
     return "\n".join(lines)

@@ -253,3 +253,16 @@ def test_help_does_not_import_numba():
             "print('numba' in sys.modules, 'numpy' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_interrupted_summary_says_how_to_resume(corpus, tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "charrnn", "train", str(corpus), "--out", str(out),
+                          "--hidden", "16", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
+                          "--steps", "100000", "--eval-every", "20", "--no-preview"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(out / "latest.npz")
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert f"charrnn train {corpus} --resume {out / 'latest.npz'}" in err.decode()
