@@ -21,6 +21,7 @@ p.add_argument("--steps", type=int, default=50, help="timed steps (train) or cha
 p.add_argument("--warmup", type=int, default=5)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--corpus", required=True)
+p.add_argument("--no-mkldnn", action="store_true", help="torch: disable oneDNN")
 a = p.parse_args()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[var] = str(a.threads)
@@ -47,6 +48,8 @@ if a.impl == "charrnn":
 else:
     import torch
     torch.set_num_threads(a.threads)
+    if a.no_mkldnn:
+        torch.backends.mkldnn.enabled = False
     from torch_ref import TorchTrainer, torch_sample
     tt = TorchTrainer(corpus.ids, V, a.cell, a.hidden, a.layers, a.batch, a.seq, a.optimizer, a.lr)
     step = tt.step
