@@ -242,5 +242,5 @@ def _check_config(m: ModelConfig, t: TrainConfig, label):
         problems.append(f"unknown dtype {t.dtype!r}")
     if problems:
         raise CheckpointError(f"{label}: bad config: {'; '.join(problems)}")
-    if not problems and M.num_params(m) * 4 > MAX_ARRAY_BYTES:
+    if M.num_params(m) * 4 > MAX_ARRAY_BYTES:
         raise CheckpointError(f"{label}: config describes an implausibly large model")

@@ -226,7 +226,8 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
 
     ck = None
     if resume is not None:
-        ck = load_checkpoint(resolve_checkpoint(resume, prefer="latest.npz"))
+        resume = resolve_checkpoint(resume, prefer="latest.npz")
+        ck = load_checkpoint(resume)
         given = {k for k in ARCH_OPTIONS
                  if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
         saved = {**ck.model_cfg.to_dict(), **ck.train_cfg.to_dict()}
@@ -252,7 +253,7 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
             raise DataError(f"{', '.join(corpus)}: not the text this run was trained on "
                             f"({len(data.ids):,} chars now, {ck.meta.get('corpus_chars', '?'):,} then); "
                             f"resume with the same files, or start a new run")
-        out = out or os.path.dirname(os.path.abspath(resolve_checkpoint(resume, prefer="latest.npz")))
+        out = out or os.path.dirname(os.path.abspath(resume))
     else:
         mcfg = ModelConfig(model=model, hidden=hidden, layers=layers, vocab_size=len(data.vocab),
                            dropout=dropout)
