@@ -224,14 +224,15 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
         raise click.BadParameter("must be below 1", param_hint="--val-frac")
     from charrnn import runs
 
+    def given(name):
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
     ck = None
     if resume is not None:
         resume = resolve_checkpoint(resume, prefer="latest.npz")
         ck = load_checkpoint(resume)
-        given = {k for k in ARCH_OPTIONS
-                 if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
         saved = {**ck.model_cfg.to_dict(), **ck.train_cfg.to_dict()}
-        clash = [k for k in sorted(given) if saved.get(k) != ctx.params[k]]
+        clash = [k for k in ARCH_OPTIONS if given(k) and saved.get(k) != ctx.params[k]]
         if clash:
             raise click.UsageError(
                 f"--resume keeps the checkpoint's settings; drop {', '.join('--' + k.replace('_', '-') for k in clash)}")
@@ -247,7 +248,7 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
         mcfg = ck.model_cfg
         old = ck.train_cfg
         tcfg = TrainConfig(**{**old.to_dict(), "steps": steps, "epochs": epochs, "time": seconds,
-                              "clip": clip if ctx.get_parameter_source("clip") == click.core.ParameterSource.COMMANDLINE else old.clip,
+                              "clip": clip if given("clip") else old.clip,
                               "lr": lr if lr is not None else old.lr, "eval_every": eval_every})
         if ck.meta.get("fingerprint") not in (None, fingerprint):
             raise DataError(f"{', '.join(corpus)}: not the text this run was trained on "
@@ -334,7 +335,7 @@ def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, sto
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # a closed reader ends us quietly, like `yes`
     ck = load_checkpoint(resolve_checkpoint(checkpoint))
     from charrnn.sampling import Generator
-    unknown = sorted(set(prime) - set(ck.vocab.chars.tolist()))
+    unknown = ck.vocab.missing(prime)
     if unknown:
         raise click.BadParameter(f"characters not in the model's vocabulary: {''.join(unknown)!r}",
                                  param_hint="--prime")
@@ -412,13 +413,15 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
         rows.append(E.summarize(losses, unknown, "<stdin>" if path == "-" else path))
         all_losses.append(losses)
         unknown_total += unknown
-        shown.append((path, ck.vocab.decode(ids[1:heatmap_chars + 1]), losses[:heatmap_chars]))
+        if heatmap:
+            shown.append((path, ck.vocab.decode(ids[1:heatmap_chars + 1]), losses[:heatmap_chars]))
     scored = []
     for text in texts:
         ids, losses = E.score_text(ck, text)
         scored.append({"text": text, "chars": len(losses), "unknown": len(text) - len(ids),
                        "logprob": -float(losses.sum()), "loss": float(losses.mean()) if len(losses) else float("nan")})
-        shown.append((repr(text), ck.vocab.decode(ids), losses))
+        if heatmap:
+            shown.append((repr(text), ck.vocab.decode(ids), losses))
     ranked = sorted(scored, key=lambda r: -r["logprob"])
     total = E.summarize(np.concatenate(all_losses), unknown_total) if all_losses else None
     if as_json:

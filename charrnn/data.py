@@ -41,8 +41,11 @@ def _byte_chunks(path, stdin_cache):
             yield chunk
 
 
-def _text_chunks(path, encoding, stdin_cache):
-    """Decoded text chunks with CRLF -> LF; CorpusError with the byte offset of bad input."""
+def text_chunks(path, encoding, stdin_cache):
+    """Decoded text chunks of one file ("-": stdin, kept in stdin_cache) with CRLF -> LF;
+    CorpusError naming a missing, unreadable or directory path, or the byte offset of
+    bad input."""
+    _check_path(path)
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     offset, carry_cr = 0, False
     chunks = _byte_chunks(path, stdin_cache)
@@ -91,8 +94,7 @@ def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None) -> Corpus:
     stdin_cache: dict = {}
     charset, n, nbytes = set(), 0, 0
     for path in paths:
-        _check_path(path)
-        for text in _text_chunks(path, encoding, stdin_cache):
+        for text in text_chunks(path, encoding, stdin_cache):
             charset.update(text)
             n += len(text)
         nbytes += len(stdin_cache["-"]) if path == "-" else os.path.getsize(path)
@@ -101,14 +103,14 @@ def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None) -> Corpus:
     if vocab is None:
         vocab = Vocab.from_chars(charset)
     else:
-        unknown = sorted(charset - set(vocab.chars.tolist()))
+        unknown = vocab.missing(charset)
         if unknown:
             raise CorpusError(f"{', '.join(paths)}: {len(unknown)} character(s) not in the "
                               f"model's vocabulary, e.g. {''.join(unknown[:10])!r}")
     ids = np.empty(n, dtype=vocab.id_dtype)
     k = 0
     for path in paths:
-        for text in _text_chunks(path, encoding, stdin_cache):
+        for text in text_chunks(path, encoding, stdin_cache):
             codes, _ = vocab.lookup(text)
             ids[k:k + len(codes)] = codes
             k += len(codes)

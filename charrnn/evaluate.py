@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from charrnn import model as M
-from charrnn.data import _text_chunks
+from charrnn.data import text_chunks
 from charrnn.training import loss_sum
 
 CHUNK = 1024
@@ -21,7 +21,7 @@ LN2 = math.log(2)
 def encode_known(path, vocab, encoding="utf-8"):
     """(ids, n_unknown, examples) of a file ("-": stdin), unknown characters dropped."""
     parts, unknown, examples = [], 0, set()
-    for text in _text_chunks(path, encoding, {}):
+    for text in text_chunks(path, encoding, {}):
         ids, known = vocab.lookup(text)
         if not known.all():
             bad = np.flatnonzero(~known)
@@ -58,9 +58,5 @@ def score_text(ck, text):
     vocabulary has one; unknown characters are dropped (and counted by the caller)."""
     ids, known = ck.vocab.lookup(text)
     ids = ids[known]
-    nl, nl_known = ck.vocab.lookup("\n")
-    if nl_known[0]:
-        losses = per_char_losses(ck, np.concatenate([nl, ids]))
-    else:
-        losses = per_char_losses(ck, ids)
-    return ids, losses
+    nl = ck.vocab.index("\n")
+    return ids, per_char_losses(ck, np.concatenate([[nl], ids]) if nl >= 0 else ids)

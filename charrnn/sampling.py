@@ -33,12 +33,8 @@ class Generator:
         self.ax, self.ah = np.empty(G, dtype), np.empty(G, dtype)
         self.rng = np.random.default_rng(seed)
         self.uniforms = np.empty(0)
-        self.newline = self._id("\n")
+        self.newline = vocab.index("\n")
         self.last = self.newline if self.newline >= 0 else 0
-
-    def _id(self, ch) -> int:
-        ids, known = self.vocab.lookup(ch)
-        return int(ids[0]) if known[0] else -1
 
     def reset(self):
         self.h[:] = 0

@@ -30,6 +30,15 @@ class Vocab:
         pos[~known] = 0
         return pos, known
 
+    def index(self, ch: str) -> int:
+        """The id of one character, or -1 if it is not in the vocabulary."""
+        ids, known = self.lookup(ch)
+        return int(ids[0]) if known[0] else -1
+
+    def missing(self, chars) -> list[str]:
+        """The characters of `chars` (any iterable) not in the vocabulary, sorted."""
+        return sorted(set(chars) - set(self.chars.tolist()))
+
     def encode(self, text: str) -> np.ndarray:
         """ids for text; raises KeyError naming the first character not in the vocabulary."""
         ids, known = self.lookup(text)

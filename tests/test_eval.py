@@ -61,3 +61,11 @@ def test_table_on_stdout_heatmap_plain_without_terminal(trained_run, tmp_path):
     assert r.returncode == 0 and "bits/char" in out
     assert "What light through yonder window breaks?" in out
     assert "\x1b[" not in out          # not a terminal: no colour codes
+
+
+def test_missing_file_and_directory_named_like_train_does(trained_run, tmp_path):
+    for target, words in [(tmp_path / "nope.txt", "no such file"), (tmp_path, "is a directory")]:
+        r = run_cli("eval", "-c", trained_run, target)
+        err = r.stderr.decode()
+        assert r.returncode == 1 and err == f"error: {target}: {words}" + err.split(words, 1)[1]
+        assert err.count("\n") == 1 and r.stdout == b""
