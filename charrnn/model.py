@@ -13,7 +13,7 @@ Arrays are time-major: (T, B, ...). The kernels write into workspace arrays.
 import numpy as np
 
 from charrnn.config import ModelConfig
-from charrnn.kernels import gru, head, lstm, rnn
+from charrnn.kernels import blas, gru, head, lstm, rnn
 
 
 def param_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
@@ -65,7 +65,8 @@ class Workspace:
 
     Per layer: gates (T, B, G), hs (T+1, B, H); LSTM cs (T+1, B, H), tcs (T, B, H);
     GRU hns (T, B, H), dgh (T, B, G); with dropout, xin (T, B, H) masked inputs.
-    Head: logits (T*B, V), losses (T*B,), dtop (T*B, H).
+    Head: logits (T*B, V), losses (T*B,), dtop (T*B, H). Per layer, buffers for
+    the recurrent weights prepared (packed) for the per-step products.
     """
 
     def __init__(self, cfg: ModelConfig, T: int, B: int, dtype, train: bool = True):
@@ -80,9 +81,11 @@ class Workspace:
         self.dgh = [z(T, B, G) for _ in range(L)] if cfg.model == "gru" and train else None
         self.xin = [z(T, B, H) for _ in range(L)] if cfg.dropout > 0 and train else None
         self.tmp = z(B, G)
-        self.tmp_h = z(B, H)
         self.dh = [z(B, H) for _ in range(L)]
         self.dc = [z(B, H) for _ in range(L)]
+        # recurrent weights packed for the T per-step products (MKL; None otherwise)
+        self.pack_fwd = [blas.prepared_buffer(B, H, G, dtype) for _ in range(L)]
+        self.pack_bwd = [blas.prepared_buffer(B, G, H, dtype) for _ in range(L)] if train else None
         self.logits = z(T * B, V)
         self.losses = np.zeros(T * B, np.float64)
         self.dtop = z(T * B, H) if train else None
@@ -110,22 +113,22 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True):
             if masks is not None:
                 inp = ws.xin[l][:T]
                 np.multiply(ws.hs[l - 1][1:T + 1], masks[l], out=inp)
-            head.matmul(inp.reshape(T * B, -1), p[f"l{l}.Wx"], gates.reshape(T * B, -1))
+            blas.gemm(inp.reshape(T * B, -1), p[f"l{l}.Wx"], gates.reshape(T * B, -1), 1.0, 0.0)
             head.add_bias(gates.reshape(T * B, -1), p[f"l{l}.b"])
         hs[0] = state.h[l]
-        Wh = p[f"l{l}.Wh"]
+        Whp = blas.prepare(p[f"l{l}.Wh"], B, ws.pack_fwd[l])
         if cfg.model == "lstm":
             ws.cs[l][0] = state.c[l]
-            lstm.lstm_forward(gates, Wh, hs, ws.cs[l][:T + 1], ws.tcs[l][:T], ws.tmp)
+            lstm.lstm_forward(gates, Whp, hs, ws.cs[l][:T + 1], ws.tcs[l][:T])
             state.c[l] = ws.cs[l][T]
         elif cfg.model == "gru":
-            gru.gru_forward(gates, Wh, hs, ws.hns[l][:T], ws.tmp)
+            gru.gru_forward(gates, Whp, hs, ws.hns[l][:T], ws.tmp)
         else:
-            rnn.rnn_forward(gates, Wh, hs, ws.tmp)
+            rnn.rnn_forward(gates, Whp, hs)
         state.h[l] = hs[T]
     top = ws.hs[L - 1][1:T + 1].reshape(T * B, -1)
     logits = ws.logits[:T * B]
-    head.matmul(top, p["Wy"], logits)
+    blas.gemm(top, p["Wy"], logits, 1.0, 0.0)
     scale = 1.0 / (T * B) if grad else 0.0
     return head.softmax_xent(logits, p["by"], y.reshape(-1), ws.losses[:T * B], scale)
 
@@ -138,37 +141,37 @@ def backward(cfg, p, g, ws, x, masks=None):
     L, H = cfg.layers, cfg.hidden
     top = ws.hs[L - 1][1:T + 1].reshape(T * B, H)
     dlogits = ws.logits[:T * B]
-    head.matmul(top.T, dlogits, g["Wy"])
+    blas.gemm(top.T, dlogits, g["Wy"], 1.0, 0.0)
     head.colsum(dlogits, g["by"])
     dabove = ws.dtop[:T * B]
-    head.matmul(dlogits, p["Wy"].T, dabove)
+    blas.gemm(dlogits, p["Wy"].T, dabove, 1.0, 0.0)
     for l in range(L - 1, -1, -1):
         gates = ws.gates[l][:T]
         hs = ws.hs[l][:T + 1]
         dhs = dabove.reshape(T, B, H)
         dh = ws.dh[l]
         dh[:] = 0
-        Wh = p[f"l{l}.Wh"]
+        WhTp = blas.prepare(p[f"l{l}.Wh"].T, B, ws.pack_bwd[l])
         if cfg.model == "lstm":
             ws.dc[l][:] = 0
-            lstm.lstm_backward(gates, dhs, Wh, ws.cs[l][:T + 1], ws.tcs[l][:T], dh, ws.dc[l])
+            lstm.lstm_backward(gates, dhs, WhTp, ws.cs[l][:T + 1], ws.tcs[l][:T], dh, ws.dc[l])
             dgh = gates
         elif cfg.model == "gru":
             dgh = ws.dgh[l][:T]
-            gru.gru_backward(gates, dgh, dhs, Wh, hs, ws.hns[l][:T], dh, ws.tmp_h)
+            gru.gru_backward(gates, dgh, dhs, WhTp, hs, ws.hns[l][:T], dh)
         else:
-            rnn.rnn_backward(gates, dhs, Wh, hs, dh)
+            rnn.rnn_backward(gates, dhs, WhTp, hs, dh)
             dgh = gates
         G = gates.shape[2]
         dG = gates.reshape(T * B, G)
         # weight gradients: one GEMM over all T*B positions, not one per step
-        head.matmul(hs[:T].reshape(T * B, H).T, dgh.reshape(T * B, G), g[f"l{l}.Wh"])
+        blas.gemm(hs[:T].reshape(T * B, H).T, dgh.reshape(T * B, G), g[f"l{l}.Wh"], 1.0, 0.0)
         head.colsum(dG, g[f"l{l}.b"])
         if l == 0:
             head.embed_backward(x, gates, g["l0.Wx"])
         else:
             inp = ws.xin[l][:T] if masks is not None else ws.hs[l - 1][1:T + 1]
-            head.matmul(inp.reshape(T * B, H).T, dG, g[f"l{l}.Wx"])
-            head.matmul(dG, p[f"l{l}.Wx"].T, dabove)
+            blas.gemm(inp.reshape(T * B, H).T, dG, g[f"l{l}.Wx"], 1.0, 0.0)
+            blas.gemm(dG, p[f"l{l}.Wx"].T, dabove, 1.0, 0.0)
             if masks is not None:
                 head.mul_into(dabove.reshape(T, B, H), masks[l])

@@ -12,13 +12,14 @@ from numba import njit
 
 from charrnn.kernels import JIT
 from charrnn.kernels.act import sigmoid, tanh
+from charrnn.kernels.blas import gemm_prepared
 
 
 @njit(**JIT)
-def gru_forward(gates, Wh, hs, hns, tmp):
+def gru_forward(gates, Whp, hs, hns, tmp):
     """Run T steps; `gates` enters holding x Wx + b and leaves holding [r z n].
 
-    gates (T, B, 3H) in/out; Wh (H, 3H); hs (T+1, B, H) with hs[0] the initial
+    gates (T, B, 3H) in/out; Whp: blas.prepare(Wh (H, 3H), B); hs (T+1, B, H) with hs[0] the initial
     state; hns (T, B, H) out: hn = (h Wh)[:, 2H:], needed by the backward pass;
     tmp (B, 3H) scratch.
     """
@@ -27,7 +28,7 @@ def gru_forward(gates, Wh, hs, hns, tmp):
     one = gates.dtype.type(1.0)
     nrow = np.empty(H, gates.dtype)
     for t in range(T):
-        np.dot(hs[t], Wh, tmp)
+        gemm_prepared(hs[t], Whp, tmp, 0.0)
         for b in range(B):
             a = gates[t, b]
             rr = tmp[b]
@@ -46,18 +47,19 @@ def gru_forward(gates, Wh, hs, hns, tmp):
 
 
 @njit(**JIT)
-def gru_backward(gates, dgh, dhs, Wh, hs, hns, dh, tmp):
+def gru_backward(gates, dgh, dhs, WhTp, hs, hns, dh):
     """Backward through time. `gates` enters holding [r z n] and leaves holding the
     gradient of the input-side pre-activations [xr xz xn]; dgh (T, B, 3H) out: the
     gradient of the recurrent products [hr hz hn] (dWh = h^T dgh).
 
-    dhs (T, B, H): gradient reaching each h_t from above. dh (B, H) in/out: the
-    gradient w.r.t. the final state on entry, w.r.t. hs[0] on exit; tmp (B, H) scratch.
+    dhs (T, B, H): gradient reaching each h_t from above; WhTp: blas.prepare(Wh.T, B).
+    dh (B, H) in/out: the
+    gradient w.r.t. the final state on entry, w.r.t. hs[0] on exit.
     """
     T, B, G = gates.shape
     H = G // 3
     one = gates.dtype.type(1.0)
-    dhrow = np.empty(H, gates.dtype)
+    dtot = np.empty(H, gates.dtype)
     for t in range(T - 1, -1, -1):
         for b in range(B):
             a = gates[t, b]
@@ -67,25 +69,23 @@ def gru_backward(gates, dgh, dhs, Wh, hs, hns, dh, tmp):
             h_prev = hs[t, b]
             hn_t = hns[t, b]
             for j in range(H):
-                d_h = dh_in[j] + dh_b[j]
-                r = a[j]
+                dtot[j] = dh_in[j] + dh_b[j]
+            # few arrays per loop, so that each vectorises (one loop over all
+            # touched 10 arrays and ran scalar: GRU 2x256 B32 backward 21 -> 13 ms)
+            for j in range(H):
+                d_h = dtot[j]
                 z = a[H + j]
                 n = a[2 * H + j]
-                dn = d_h * (one - z) * (one - n * n)
-                dg[j] = dn * hn_t[j] * r * (one - r)
-                dg[H + j] = d_h * (h_prev[j] - n) * z * (one - z)
-                dg[2 * H + j] = dn
-                dhrow[j] = d_h * z
+                a[2 * H + j] = d_h * (one - z) * (one - n * n)          # dn
+                a[H + j] = d_h * (h_prev[j] - n) * z * (one - z)        # dz
+                dh_b[j] = d_h * z                                       # the path z h
             for j in range(H):
-                dh_b[j] = dhrow[j]
-            # input side gets [dr dz dn]; the recurrent side keeps [dr dz dn * r]
+                r = a[j]
+                dn = a[2 * H + j]
+                d_r = dn * hn_t[j] * r * (one - r)
+                a[j] = d_r
+                dg[j] = d_r
+                dg[2 * H + j] = dn * r          # the recurrent side sees r * hn
             for j in range(H):
-                dn = dg[2 * H + j]
-                a[2 * H + j] = dn
-                dg[2 * H + j] = dn * a[j]
-            for j in range(2 * H):
-                a[j] = dg[j]
-        np.dot(dgh[t], Wh.T, tmp)
-        for b in range(B):
-            for j in range(H):
-                dh[b, j] += tmp[b, j]
+                dg[H + j] = a[H + j]
+        gemm_prepared(dgh[t], WhTp, dh, 1.0)

@@ -100,14 +100,3 @@ def softmax_xent(logits, by, targets, losses, grad_scale):
             for v in range(V):
                 row[v] *= inv
     return total
-
-
-@njit(**JIT)
-def matmul(a, b, out):
-    """out = a @ b with BLAS; a, b C- or F-contiguous 2-D (pass x.T for a transpose).
-
-    Every product in charrnn goes through Numba's BLAS (SciPy's OpenBLAS): mixing
-    in NumPy's own OpenBLAS made two thread pools spin against each other on 2
-    cores (measured: LSTM 2x128 B50 T50 step 146 ms -> 47 ms with one thread each).
-    """
-    np.dot(a, b, out)

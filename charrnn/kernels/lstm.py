@@ -12,14 +12,15 @@ from numba import njit
 
 from charrnn.kernels import JIT
 from charrnn.kernels.act import tanh
+from charrnn.kernels.blas import gemm_prepared
 
 
 @njit(**JIT)
-def lstm_forward(gates, Wh, hs, cs, tcs, tmp):
+def lstm_forward(gates, Whp, hs, cs, tcs):
     """Run T steps; `gates` enters holding x Wx + b and leaves holding [i f g o].
 
-    gates (T, B, 4H) in/out; Wh (H, 4H); hs, cs (T+1, B, H) with hs[0], cs[0] the
-    initial state, filled for 1..T; tcs (T, B, H) out: tanh(c); tmp (B, 4H) scratch.
+    gates (T, B, 4H) in/out; Whp: blas.prepare(Wh (H, 4H), B); hs, cs (T+1, B, H) with hs[0], cs[0] the
+    initial state, filled for 1..T; tcs (T, B, H) out: tanh(c).
     """
     T, B, G = gates.shape
     H = G // 4
@@ -30,12 +31,11 @@ def lstm_forward(gates, Wh, hs, cs, tcs, tmp):
     scale[2 * H:3 * H] = 1.0
     shift[2 * H:3 * H] = 0.0
     for t in range(T):
-        np.dot(hs[t], Wh, tmp)
+        gemm_prepared(hs[t], Whp, gates[t], 1.0)     # the recurrent product, onto x Wx + b
         for b in range(B):
             a = gates[t, b]
-            r = tmp[b]
             for j in range(G):
-                a[j] = scale[j] * tanh(scale[j] * (a[j] + r[j])) + shift[j]
+                a[j] = scale[j] * tanh(scale[j] * a[j]) + shift[j]
             c_prev = cs[t, b]
             c_out = cs[t + 1, b]
             h_out = hs[t + 1, b]
@@ -49,11 +49,12 @@ def lstm_forward(gates, Wh, hs, cs, tcs, tmp):
 
 
 @njit(**JIT)
-def lstm_backward(gates, dhs, Wh, cs, tcs, dh, dc):
+def lstm_backward(gates, dhs, WhTp, cs, tcs, dh, dc):
     """Backward through time; `gates` enters holding [i f g o] and leaves holding
     dloss/da, the gradient of the pre-activations.
 
     dhs (T, B, H): gradient reaching each output h_t from above (not mutated).
+    WhTp: blas.prepare(Wh.T, B).
     dh, dc (B, H) in/out: gradient w.r.t. the final state on entry (zeros for a
     truncated sequence), w.r.t. the initial state hs[0], cs[0] on exit.
     """
@@ -86,4 +87,4 @@ def lstm_backward(gates, dhs, Wh, cs, tcs, dh, dc):
                 dc_b[j] = d_c * f
             for j in range(G):
                 a[j] = d[j]
-        np.dot(gates[t], Wh.T, dh)
+        gemm_prepared(gates[t], WhTp, dh, 0.0)

@@ -1,30 +1,30 @@
 """Vanilla tanh RNN layer over T steps: h' = tanh(x Wx + b + h Wh)."""
-import numpy as np
 from numba import njit
 
 from charrnn.kernels import JIT
 from charrnn.kernels.act import tanh
+from charrnn.kernels.blas import gemm_prepared
 
 
 @njit(**JIT)
-def rnn_forward(gates, Wh, hs, tmp):
-    """gates (T, B, H) enters holding x Wx + b; hs (T+1, B, H) with hs[0] the
-    initial state, filled for 1..T; tmp (B, H) scratch. `gates` is left as is."""
+def rnn_forward(gates, Whp, hs):
+    """gates (T, B, H) enters holding x Wx + b and leaves holding the
+    pre-activations x Wx + b + h Wh; Whp: blas.prepare(Wh, B); hs (T+1, B, H) with hs[0] the initial state,
+    filled for 1..T."""
     T, B, H = gates.shape
     for t in range(T):
-        np.dot(hs[t], Wh, tmp)
+        gemm_prepared(hs[t], Whp, gates[t], 1.0)     # the recurrent product, onto x Wx + b
         for b in range(B):
             a = gates[t, b]
-            r = tmp[b]
             h_out = hs[t + 1, b]
             for j in range(H):
-                h_out[j] = tanh(a[j] + r[j])
+                h_out[j] = tanh(a[j])
 
 
 @njit(**JIT)
-def rnn_backward(gates, dhs, Wh, hs, dh):
+def rnn_backward(gates, dhs, WhTp, hs, dh):
     """`gates` (T, B, H) leaves holding dloss/d(pre-activation). dhs (T, B, H): the
-    gradient reaching each h_t from above. dh (B, H) in/out: the gradient w.r.t.
+    gradient reaching each h_t from above. WhTp: blas.prepare(Wh.T, B). dh (B, H) in/out: the gradient w.r.t.
     the final state on entry, w.r.t. hs[0] on exit."""
     T, B, H = gates.shape
     one = gates.dtype.type(1.0)
@@ -36,4 +36,4 @@ def rnn_backward(gates, dhs, Wh, hs, dh):
             dh_in = dhs[t, b]
             for j in range(H):
                 a[j] = (dh_in[j] + dh_b[j]) * (one - h_t[j] * h_t[j])
-        np.dot(gates[t], Wh.T, dh)
+        gemm_prepared(gates[t], WhTp, dh, 0.0)

@@ -10,6 +10,7 @@ from numba import njit
 
 from charrnn.kernels import JIT
 from charrnn.kernels.act import sigmoid, tanh
+from charrnn.kernels.blas import gemv
 
 
 @njit(**JIT)
@@ -23,10 +24,10 @@ def cell_step(kind, x_id, Wx0, Wxu, Wh, b, h, c, ax, ah):
             for j in range(ax.shape[0]):
                 ax[j] = w[j] + b[0, j]
         else:
-            np.dot(h[l - 1], Wxu[l - 1], ax)
+            gemv(h[l - 1], Wxu[l - 1], ax)
             for j in range(ax.shape[0]):
                 ax[j] += b[l, j]
-        np.dot(h[l], Wh[l], ah)
+        gemv(h[l], Wh[l], ah)
         hl = h[l]
         if kind == 0:
             for j in range(H):
@@ -115,7 +116,7 @@ def generate(kind, x_id, n, Wx0, Wxu, Wh, b, Wy, by, h, c, uniforms, inv_temp, t
     probs = np.empty(V, np.float64)
     for k in range(n):
         cell_step(kind, x_id, Wx0, Wxu, Wh, b, h, c, ax, ah)
-        np.dot(h[L - 1], Wy, logits)
+        gemv(h[L - 1], Wy, logits)
         for v in range(V):
             logits[v] += by[v]
         x_id = choose(logits, inv_temp, top_k, top_p, uniforms[k], probs)

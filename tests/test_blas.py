@@ -1,0 +1,107 @@
+"""The matrix-product layer: strided and transposed views, packed weights, and the
+two BLAS backends (MKL and OpenBLAS) giving the same gradients."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from charrnn.kernels import BLAS, blas
+from conftest import ROOT
+
+
+def views(rng, rows, cols, dtype):
+    """The same matrix as a C array, as the transpose of a C array, and as a
+    strided window into a wider array."""
+    m = rng.standard_normal((rows, cols)).astype(dtype)
+    wide = rng.standard_normal((rows, cols + 9)).astype(dtype)
+    wide[:, 4:4 + cols] = m
+    return m, [m, np.ascontiguousarray(m.T).T, wide[:, 4:4 + cols]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_on_every_layout(dtype, rng):
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    a, a_views = views(rng, 6, 9, dtype)
+    b, b_views = views(rng, 9, 7, dtype)
+    for av in a_views:
+        for bv in b_views:
+            for alpha, beta in [(1.0, 0.0), (2.0, 1.0), (0.5, -1.0)]:
+                c0 = rng.standard_normal((6, 7)).astype(dtype)
+                c = c0.copy()
+                blas.gemm(av, bv, c, alpha, beta)
+                np.testing.assert_allclose(c, alpha * (a @ b) + beta * c0, rtol=tol, atol=tol)
+            # an output with strided rows leaves its neighbours alone
+            wide = np.zeros((6, 20), dtype)
+            blas.gemm(av, bv, wide[:, 5:12], 1.0, 0.0)
+            np.testing.assert_allclose(wide[:, 5:12], a @ b, rtol=tol, atol=tol)
+            assert not wide[:, :5].any() and not wide[:, 12:].any()
+
+
+def test_gemm_refuses_mismatched_shapes(rng):
+    with pytest.raises(ValueError, match="shapes"):
+        blas.gemm(np.ones((2, 3)), np.ones((4, 5)), np.zeros((2, 5)), 1.0, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_prepared_product_equals_plain_product(dtype, transposed, rng):
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    M, K, N = 5, 12, 20
+    w = rng.standard_normal((K, N)).astype(dtype)
+    wv = np.ascontiguousarray(w.T).T if transposed else w
+    wp = blas.prepare(wv, M, blas.prepared_buffer(M, K, N, dtype))
+    h = rng.standard_normal((M, K)).astype(dtype)
+    c0 = rng.standard_normal((M, N)).astype(dtype)
+    for beta in (0.0, 1.0):
+        c = c0.copy()
+        blas.gemm_prepared(h, wp, c, beta)
+        np.testing.assert_allclose(c, h @ w + beta * c0, rtol=tol, atol=tol)
+
+
+def test_gemv(rng):
+    w = rng.standard_normal((30, 17)).astype(np.float32)
+    x = rng.standard_normal(30).astype(np.float32)
+    out = np.zeros(17, np.float32)
+    blas.gemv(x, w, out)
+    np.testing.assert_allclose(out, x @ w, rtol=1e-5, atol=1e-5)
+
+
+GRADIENTS = """
+import json, sys
+import numpy as np
+from charrnn import model as M
+from charrnn.config import ModelConfig
+from charrnn.kernels import BLAS
+out = {"blas": BLAS}
+for cell in ("rnn", "lstm", "gru"):
+    rng = np.random.default_rng(1)
+    cfg = ModelConfig(model=cell, hidden=8, layers=2, vocab_size=6)
+    flat = M.init_params(cfg, np.float64, rng)
+    x = rng.integers(0, 6, (7, 3)).astype(np.int32)
+    y = rng.integers(0, 6, (7, 3)).astype(np.int32)
+    ws, st = M.Workspace(cfg, 7, 3, np.float64), M.State(cfg, 3, np.float64)
+    grad = np.zeros_like(flat)
+    loss = M.forward(cfg, M.views(flat, cfg), ws, x, y, st)
+    M.backward(cfg, M.views(flat, cfg), M.views(grad, cfg), ws, x)
+    out[cell] = [loss] + grad.tolist()
+print(json.dumps(out))
+"""
+
+
+def gradients_with(backend):
+    env = dict(os.environ, CHARRNN_BLAS=backend, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", GRADIENTS], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.mark.skipif(BLAS != "mkl", reason="MKL is not installed: only one backend to test")
+def test_mkl_and_openblas_give_the_same_gradients():
+    mkl, openblas = gradients_with("auto"), gradients_with("openblas")
+    assert (mkl["blas"], openblas["blas"]) == ("mkl", "openblas")
+    for cell in ("rnn", "lstm", "gru"):
+        np.testing.assert_allclose(mkl[cell], openblas[cell], rtol=1e-10, atol=1e-13)
