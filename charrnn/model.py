@@ -107,24 +107,23 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True):
         gates = ws.gates[l][:T]
         hs = ws.hs[l][:T + 1]
         if l == 0:
-            head.embed(x, p["l0.Wx"], p["l0.b"], gates)
+            head.embed(x, p["l0.Wx"], gates)
         else:
             inp = ws.hs[l - 1][1:T + 1]
             if masks is not None:
                 inp = ws.xin[l][:T]
                 np.multiply(ws.hs[l - 1][1:T + 1], masks[l], out=inp)
             blas.gemm(inp.reshape(T * B, -1), p[f"l{l}.Wx"], gates.reshape(T * B, -1), 1.0, 0.0)
-            head.add_bias(gates.reshape(T * B, -1), p[f"l{l}.b"])
         hs[0] = state.h[l]
         Whp = blas.prepare(p[f"l{l}.Wh"], B, ws.pack_fwd[l])
         if cfg.model == "lstm":
             ws.cs[l][0] = state.c[l]
-            lstm.lstm_forward(gates, Whp, hs, ws.cs[l][:T + 1], ws.tcs[l][:T])
+            lstm.lstm_forward(gates, p[f"l{l}.b"], Whp, hs, ws.cs[l][:T + 1], ws.tcs[l][:T])
             state.c[l] = ws.cs[l][T]
         elif cfg.model == "gru":
-            gru.gru_forward(gates, Whp, hs, ws.hns[l][:T], ws.tmp)
+            gru.gru_forward(gates, p[f"l{l}.b"], Whp, hs, ws.hns[l][:T], ws.tmp)
         else:
-            rnn.rnn_forward(gates, Whp, hs)
+            rnn.rnn_forward(gates, p[f"l{l}.b"], Whp, hs)
         state.h[l] = hs[T]
     top = ws.hs[L - 1][1:T + 1].reshape(T * B, -1)
     logits = ws.logits[:T * B]

@@ -16,10 +16,10 @@ from charrnn.kernels.blas import gemm_prepared
 
 
 @njit(**JIT)
-def gru_forward(gates, Whp, hs, hns, tmp):
-    """Run T steps; `gates` enters holding x Wx + b and leaves holding [r z n].
+def gru_forward(gates, bias, Whp, hs, hns, tmp):
+    """Run T steps; `gates` enters holding x Wx and leaves holding [r z n].
 
-    gates (T, B, 3H) in/out; Whp: blas.prepare(Wh (H, 3H), B); hs (T+1, B, H) with hs[0] the initial
+    gates (T, B, 3H) in/out; bias (3H,), added here; Whp: blas.prepare(Wh (H, 3H), B); hs (T+1, B, H) with hs[0] the initial
     state; hns (T, B, H) out: hn = (h Wh)[:, 2H:], needed by the backward pass;
     tmp (B, 3H) scratch.
     """
@@ -33,11 +33,11 @@ def gru_forward(gates, Whp, hs, hns, tmp):
             a = gates[t, b]
             rr = tmp[b]
             for j in range(2 * H):
-                a[j] = sigmoid(a[j] + rr[j])
+                a[j] = sigmoid(a[j] + bias[j] + rr[j])
             h_prev = hs[t, b]
             h_out = hs[t + 1, b]
             for j in range(H):
-                n = tanh(a[2 * H + j] + a[j] * rr[2 * H + j])
+                n = tanh(a[2 * H + j] + bias[2 * H + j] + a[j] * rr[2 * H + j])
                 nrow[j] = n
                 h_out[j] = (one - a[H + j]) * n + a[H + j] * h_prev[j]
             hn_out = hns[t, b]

@@ -7,17 +7,18 @@ from charrnn.kernels.act import exp
 
 
 @njit(**JIT)
-def embed(ids, Wx, b, out):
+def embed(ids, Wx, out):
     """First layer's input projection of one-hot characters as a row lookup:
-    out[t, b] = Wx[ids[t, b]] + b. ids (T, B) int; Wx (V, G); b (G,); out (T, B, G)."""
+    out[t, b] = Wx[ids[t, b]]. ids (T, B) int; Wx (V, G); out (T, B, G). (The
+    cell kernels add the bias.)"""
     T, B = ids.shape
-    G = b.shape[0]
+    G = Wx.shape[1]
     for t in range(T):
         for k in range(B):
             w = Wx[ids[t, k]]
             o = out[t, k]
             for j in range(G):
-                o[j] = w[j] + b[j]
+                o[j] = w[j]
 
 
 @njit(**JIT)
@@ -32,14 +33,6 @@ def embed_backward(ids, dgates, dWx):
             g = dgates[t, k]
             for j in range(G):
                 d[j] += g[j]
-
-
-@njit(**JIT)
-def add_bias(x, b):
-    """x (N, G) += b (G,) in place."""
-    for n in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            x[n, j] += b[j]
 
 
 @njit(**JIT)

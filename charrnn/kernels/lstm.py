@@ -16,11 +16,13 @@ from charrnn.kernels.blas import gemm_prepared
 
 
 @njit(**JIT)
-def lstm_forward(gates, Whp, hs, cs, tcs):
-    """Run T steps; `gates` enters holding x Wx + b and leaves holding [i f g o].
+def lstm_forward(gates, bias, Whp, hs, cs, tcs):
+    """Run T steps; `gates` enters holding x Wx and leaves holding [i f g o].
 
-    gates (T, B, 4H) in/out; Whp: blas.prepare(Wh (H, 4H), B); hs, cs (T+1, B, H) with hs[0], cs[0] the
-    initial state, filled for 1..T; tcs (T, B, H) out: tanh(c).
+    gates (T, B, 4H) in/out; bias (4H,); Whp: blas.prepare(Wh (H, 4H), B);
+    hs, cs (T+1, B, H) with hs[0], cs[0] the initial state, filled for 1..T;
+    tcs (T, B, H) out: tanh(c). The bias is added here, where the gates are in
+    cache, rather than in a pass of its own over (T, B, 4H).
     """
     T, B, G = gates.shape
     H = G // 4
@@ -31,11 +33,11 @@ def lstm_forward(gates, Whp, hs, cs, tcs):
     scale[2 * H:3 * H] = 1.0
     shift[2 * H:3 * H] = 0.0
     for t in range(T):
-        gemm_prepared(hs[t], Whp, gates[t], 1.0)     # the recurrent product, onto x Wx + b
+        gemm_prepared(hs[t], Whp, gates[t], 1.0)     # the recurrent product, onto x Wx
         for b in range(B):
             a = gates[t, b]
             for j in range(G):
-                a[j] = scale[j] * tanh(scale[j] * a[j]) + shift[j]
+                a[j] = scale[j] * tanh(scale[j] * (a[j] + bias[j])) + shift[j]
             c_prev = cs[t, b]
             c_out = cs[t + 1, b]
             h_out = hs[t + 1, b]
