@@ -58,7 +58,7 @@ def gemm_peak(threads):
                                 env=env, check=True).stdout)
 
 
-def measure(impl, name, corpus, threads):
+def measure(impl, name, corpus, threads, blas):
     mode, cell, H, L, B, T, opt, lr, steps_c, steps_t = CONFIGS[name]
     cmd = [sys.executable, os.path.join(HERE, "worker.py"), "--impl", impl, "--mode", mode,
            "--cell", cell, "--hidden", str(H), "--layers", str(L), "--batch", str(B), "--seq", str(T),
@@ -66,7 +66,7 @@ def measure(impl, name, corpus, threads):
            "--threads", str(threads), "--corpus", corpus]
     if impl == "torch" and name in NO_ONEDNN:
         cmd.append("--no-mkldnn")
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, CHARRNN_BLAS=blas))
     if r.returncode != 0:
         raise RuntimeError(f"{impl} {name} failed:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--blas", choices=["auto", "openblas"], default="auto",
+                    help="charrnn's BLAS: MKL when installed (auto), or force OpenBLAS")
     args = ap.parse_args()
     have_torch = importlib.util.find_spec("torch") is not None
     if not have_torch:
@@ -95,7 +97,7 @@ def main():
     for rep in range(args.repeats):
         for name in args.only:
             for impl in (impls if rep % 2 == 0 else impls[::-1]):   # interleaved, alternating order
-                r = measure(impl, name, args.corpus, args.threads)
+                r = measure(impl, name, args.corpus, args.threads, args.blas)
                 runs[(impl, name)].append(r)
                 print(f"[{rep + 1}/{args.repeats}] {name} {impl}: {r['chars_per_sec']:,.0f} chars/s",
                       file=sys.stderr, flush=True)
@@ -110,6 +112,8 @@ def main():
                          "ms_per_step": statistics.median([r.get("ms_per_step", 0) for r in rs]),
                          "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
                          "warmup_seconds": statistics.median([r["warmup_seconds"] for r in rs])}
+            if impl == "charrnn":
+                row["blas"] = rs[0]["blas"]
             if mode == "train":
                 row[impl]["gemm_fraction"] = row[impl]["chars_per_sec"] * flops_per_char(cell, H, L, V) / 1e9 / peak
         if have_torch:
@@ -128,7 +132,9 @@ def print_table(rows, have_torch, peak, args):
            "charrnn ms/step | " + ("PyTorch ms/step | " if have_torch else "") + \
            "peak MB charrnn" + (" / PyTorch" if have_torch else "") + " | GEMM peak fraction charrnn" + \
            (" / PyTorch |" if have_torch else " |")
-    print(f"\n{args.repeats} repetition(s), median; {args.threads} threads; sgemm peak {peak:.0f} GFLOP/s\n")
+    blas = ", ".join(sorted({r["blas"] for r in rows}))
+    print(f"\n{args.repeats} repetition(s), median; {args.threads} threads; sgemm peak {peak:.0f} GFLOP/s; "
+          f"charrnn on {blas}\n")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in rows:

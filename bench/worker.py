@@ -75,4 +75,7 @@ else:
     dt = time.perf_counter() - t0
     out = {"chars_per_sec": a.steps / dt, "warmup_seconds": warm}
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if a.impl == "charrnn":
+    from charrnn.kernels import BLAS
+    out["blas"] = BLAS
 print(json.dumps(out))

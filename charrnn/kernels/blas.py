@@ -19,7 +19,6 @@ import ctypes
 
 import numpy as np
 from numba import njit, types
-from numba.np.linalg import ensure_blas
 
 from charrnn.kernels import BLAS, JIT
 
@@ -127,6 +126,8 @@ if BLAS == "mkl":
             _dgemv(ROW_MAJOR, TRANS, K, N, 1.0, w.ctypes, ldw, x.ctypes, 1, 0.0, out.ctypes, 1)
 
 else:
+    from numba.np.linalg import ensure_blas
+
     ensure_blas()   # registers Numba's BLAS helper symbol; fails clearly without SciPy
     # Numba's own entry point to SciPy's ?gemm (column-major), bound by symbol name
     _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
