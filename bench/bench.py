@@ -58,11 +58,12 @@ def gemm_peak(threads):
                                 env=env, check=True).stdout)
 
 
-def measure(impl, name, corpus, threads, blas):
+def measure(impl, name, corpus, threads, blas, warmup_only=False):
     mode, cell, H, L, B, T, opt, lr, steps_c, steps_t = CONFIGS[name]
     cmd = [sys.executable, os.path.join(HERE, "worker.py"), "--impl", impl, "--mode", mode,
            "--cell", cell, "--hidden", str(H), "--layers", str(L), "--batch", str(B), "--seq", str(T),
-           "--optimizer", opt, "--lr", str(lr), "--steps", str(steps_c if impl == "charrnn" else steps_t),
+           "--optimizer", opt, "--lr", str(lr),
+           "--steps", "1" if warmup_only else str(steps_c if impl == "charrnn" else steps_t),
            "--threads", str(threads), "--corpus", corpus]
     if impl == "torch" and name in NO_ONEDNN:
         cmd.append("--no-mkldnn")
@@ -93,6 +94,10 @@ def main():
     V = len(read_corpus([args.corpus]).vocab)
     peak = gemm_peak(args.threads)
     print(f"sgemm peak (numpy, 2048^3, {args.threads} threads): {peak:.0f} GFLOP/s", file=sys.stderr)
+    # one untimed run of each configuration first, so that Numba's on-disk cache is warm
+    # and no measured process (nor its peak memory) includes compilation
+    for name in args.only:
+        measure("charrnn", name, args.corpus, args.threads, args.blas, warmup_only=True)
     runs = {(i, n): [] for i in impls for n in args.only}
     for rep in range(args.repeats):
         for name in args.only:
