@@ -38,13 +38,20 @@ def _layout(a):
 
 
 @njit(**JIT)
-def _check(a, b, c):
+def _operands(a, b, c):
+    """Check a (M, K) @ b (K, N) -> c (M, N); returns (M, N, K, a transposed?, lda,
+    b transposed?, ldb, ldc) in row-major terms."""
     if a.shape[1] != b.shape[0] or c.shape[0] != a.shape[0] or c.shape[1] != b.shape[1]:
         raise ValueError("matrix product: shapes do not match")
     if a.itemsize != c.itemsize or b.itemsize != c.itemsize:
         raise ValueError("matrix product: dtypes differ")
     if c.strides[1] != c.itemsize and c.shape[1] > 1:
         raise ValueError("matrix product: output rows must be contiguous")
+    M, K = a.shape
+    N = b.shape[1]
+    ta, lda = _layout(a)
+    tb, ldb = _layout(b)
+    return M, N, K, ta, lda, tb, ldb, max(c.strides[0] // c.itemsize, N, 1)
 
 
 if BLAS == "mkl":
@@ -75,14 +82,9 @@ if BLAS == "mkl":
     def gemm(a, b, c, alpha, beta):
         """c = alpha a @ b + beta c; a (M, K), b (K, N), c (M, N) of one float dtype.
         With beta = 0, c's old contents are ignored (may be NaN)."""
-        _check(a, b, c)
-        M, K = a.shape
-        N = b.shape[1]
+        M, N, K, ta, lda, tb, ldb, ldc = _operands(a, b, c)
         if M == 0 or N == 0:
             return
-        ta, lda = _layout(a)
-        tb, ldb = _layout(b)
-        ldc = max(c.strides[0] // c.itemsize, N, 1)
         opa = TRANS if ta else NO_TRANS
         opb = TRANS if tb else NO_TRANS
         if c.itemsize == 4:
@@ -142,14 +144,9 @@ else:
     def gemm(a, b, c, alpha, beta):
         """c = alpha a @ b + beta c; a (M, K), b (K, N), c (M, N) of one float dtype.
         With beta = 0, c's old contents are ignored (may be NaN)."""
-        _check(a, b, c)
-        M, K = a.shape
-        N = b.shape[1]
+        M, N, K, ta, lda, tb, ldb, ldc = _operands(a, b, c)
         if M == 0 or N == 0:
             return
-        ta, lda = _layout(a)
-        tb, ldb = _layout(b)
-        ldc = max(c.strides[0] // c.itemsize, N, 1)
         scal = np.empty(2, c.dtype)
         scal[0] = alpha
         scal[1] = beta
