@@ -107,7 +107,8 @@ if BLAS == "mkl":
 
     @njit(**JIT)
     def gemm_prepared(a, wp, c, beta):
-        """c = a @ w + beta c, with wp = prepare(w, ...); a (M, K) row-major."""
+        """c = a @ w + beta c, with wp = prepare(w, M, ...): a (M, K) row-major, M the
+        row count given to `prepare` (MKL packs for it)."""
         M, K = a.shape
         N = c.shape[1]
         lda = max(a.strides[0] // a.itemsize, K, 1)
