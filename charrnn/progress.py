@@ -42,13 +42,15 @@ class TrainDisplay:
     def on_start(self, info):
         t = info["trainer"]
         m, tc = t.mcfg, t.tcfg
+        from charrnn.kernels import BLAS
         from charrnn.model import num_params
         self.final = info["final_step"]
         self.seconds = info["seconds"]
         self.start_step = t.step
         self.write(f"{m.model} {m.layers}x{m.hidden}, {num_params(m):,} parameters, vocabulary {m.vocab_size}; "
                    f"{len(t.train_ids):,} training / {len(t.val_ids):,} validation chars; "
-                   f"B={tc.batch_size} T={tc.seq_len} {tc.optimizer} lr={tc.lr:g} {tc.dtype}"
+                   f"B={tc.batch_size} T={tc.seq_len} {tc.optimizer} lr={tc.lr:g} {tc.dtype}, "
+                   f"{'MKL' if BLAS == 'mkl' else 'OpenBLAS'}"
                    + (f"; resuming at step {t.step}" if t.step else ""))
         if self.quiet or self.plain:
             return
