@@ -79,12 +79,7 @@ if BLAS == "mkl":
         return np.zeros(nbytes // np.dtype(dtype).itemsize + 1, dtype)
 
     @njit(**JIT)
-    def gemm(a, b, c, alpha, beta):
-        """c = alpha a @ b + beta c; a (M, K), b (K, N), c (M, N) of one float dtype.
-        With beta = 0, c's old contents are ignored (may be NaN)."""
-        M, N, K, ta, lda, tb, ldb, ldc = _operands(a, b, c)
-        if M == 0 or N == 0:
-            return
+    def _gemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc):
         opa = TRANS if ta else NO_TRANS
         opb = TRANS if tb else NO_TRANS
         if c.itemsize == 4:
@@ -142,12 +137,7 @@ else:
         return None
 
     @njit(**JIT)
-    def gemm(a, b, c, alpha, beta):
-        """c = alpha a @ b + beta c; a (M, K), b (K, N), c (M, N) of one float dtype.
-        With beta = 0, c's old contents are ignored (may be NaN)."""
-        M, N, K, ta, lda, tb, ldb, ldc = _operands(a, b, c)
-        if M == 0 or N == 0:
-            return
+    def _gemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc):
         scal = np.empty(2, c.dtype)
         scal[0] = alpha
         scal[1] = beta
@@ -168,3 +158,12 @@ else:
     def gemv(x, w, out):
         """out (N,) = x (K,) @ w (K, N) with w row-major: one sequence at a time."""
         np.dot(x, w, out)     # ?gemv; a 1-row ?gemm ran 4x slower (2x512 LSTM sampling)
+
+
+@njit(**JIT)
+def gemm(a, b, c, alpha, beta):
+    """c = alpha a @ b + beta c; a (M, K), b (K, N), c (M, N) of one float dtype.
+    With beta = 0, c's old contents are ignored (may be NaN)."""
+    M, N, K, ta, lda, tb, ldb, ldc = _operands(a, b, c)
+    if M > 0 and N > 0:
+        _gemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc)
