@@ -19,6 +19,8 @@ import ctypes
 
 import numpy as np
 from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from charrnn.kernels import BLAS, JIT
 
@@ -136,15 +138,21 @@ else:
     def prepared_buffer(m, k, n, dtype):
         return None
 
+    @intrinsic
+    def _pointer_to(typingctx, value):
+        """A pointer to a stack slot holding `value` (?gemm takes alpha and beta by
+        pointer): no heap allocation per product, as in Numba's own linalg."""
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(cgutils.alloca_once_value(builder, args[0]), cgutils.voidptr_t)
+        return types.voidptr(value), codegen
+
     @njit(**JIT)
     def _gemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc):
-        scal = np.empty(2, c.dtype)
-        scal[0] = alpha
-        scal[1] = beta
+        scalar = c.dtype.type       # alpha and beta in the matrices' dtype
         # row-major C = A B is column-major C^T = B^T A^T: b goes first
         _xxgemm(ord("s") if c.itemsize == 4 else ord("d"), ord("t") if tb else ord("n"),
-                ord("t") if ta else ord("n"), N, M, K, scal[0:].ctypes, b.ctypes, ldb,
-                a.ctypes, lda, scal[1:].ctypes, c.ctypes, ldc)
+                ord("t") if ta else ord("n"), N, M, K, _pointer_to(scalar(alpha)), b.ctypes, ldb,
+                a.ctypes, lda, _pointer_to(scalar(beta)), c.ctypes, ldc)
 
     @njit(**JIT)
     def prepare(w, m, buf):
