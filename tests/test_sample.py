@@ -135,3 +135,26 @@ def test_cli_argmax_equals_temp_zero_and_stop(trained_run):
     full = run_cli("sample", "-c", trained_run, "-n", "400", "--seed", "3").stdout.decode()
     cut = run_cli("sample", "-c", trained_run, "-n", "400", "--seed", "3", "--stop", "e").stdout.decode()
     assert cut == full[:full.index("e")] + "\n"
+
+
+def test_choose_draws_from_the_top_k_top_p_distribution(rng):
+    """The compiled draw against a NumPy statement of the rule: keep the top_k
+    likeliest ids, then the smallest set (likeliest first) whose mass reaches
+    top_p; draw by the cumulative mass of what is kept."""
+    from charrnn.kernels import sample as K
+    V = 30
+    probs, spare = np.empty(V), np.empty(V)
+    for trial in range(300):
+        logits = rng.normal(0, 2, V).astype(np.float32)
+        top_k, top_p = int(rng.integers(0, V + 1)), float(rng.choice([1.0, rng.uniform(0.05, 1)]))
+        inv_temp, u = float(rng.uniform(0.3, 2.0)), float(rng.random())
+        p = np.exp((logits.astype(np.float64) - logits.max()) * inv_temp)
+        if 0 < top_k < V:
+            p[np.argsort(p)[:V - top_k]] = 0.0
+        order = np.argsort(-p)
+        cut = int(np.searchsorted(np.cumsum(p[order]), top_p * p.sum())) + 1
+        if top_p < 1.0:
+            p[order[cut:]] = 0.0
+        expected = int(np.flatnonzero(np.cumsum(p) > u * p.sum())[0])
+        got = K.choose(logits, inv_temp, top_k, top_p, u, probs, spare)
+        assert got == expected, (trial, top_k, top_p)

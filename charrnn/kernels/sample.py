@@ -57,10 +57,12 @@ def feed(kind, ids, Wx0, Wxu, Wh, b, h, c, ax, ah):
 
 
 @njit(**JIT)
-def choose(logits, inv_temp, top_k, top_p, u, probs):
+def choose(logits, inv_temp, top_k, top_p, u, probs, spare):
     """Draw an id from softmax(logits * inv_temp) restricted to the top_k ids
-    (top_k <= 0: all) and to the smallest set whose mass reaches top_p (1: all),
-    using the uniform u in [0, 1). inv_temp = inf means argmax. probs (V,) scratch."""
+    (top_k <= 0: all) and to the smallest set whose mass reaches top_p (1: all;
+    ids tied with the last one taken are kept too), using the uniform u in [0, 1).
+    inv_temp = inf means argmax. probs, spare (V,) float64 scratch: nothing is
+    allocated per character."""
     V = logits.shape[0]
     best = 0
     for v in range(1, V):
@@ -71,23 +73,26 @@ def choose(logits, inv_temp, top_k, top_p, u, probs):
     m = logits[best]
     for v in range(V):
         probs[v] = np.exp((np.float64(logits[v]) - m) * inv_temp)
-    if 0 < top_k < V:
-        kth = np.sort(probs)[V - top_k]
+    if 0 < top_k < V or top_p < 1.0:
+        spare[:] = probs
+        spare.sort()                       # ascending, in place
+        cutoff = 0.0                       # keep the ids with probs >= cutoff
+        if 0 < top_k < V:
+            cutoff = spare[V - top_k]
+            for v in range(V):             # those the top-k cut drops
+                if spare[v] < cutoff:
+                    spare[v] = 0.0
+        if top_p < 1.0:
+            target = top_p * spare.sum()
+            cum = 0.0
+            for k in range(V - 1, -1, -1):
+                cum += spare[k]
+                if cum >= target:
+                    cutoff = max(cutoff, spare[k])
+                    break
         for v in range(V):
-            if probs[v] < kth:
+            if probs[v] < cutoff:
                 probs[v] = 0.0
-    if top_p < 1.0:
-        order = np.argsort(-probs)
-        total = probs.sum()
-        cum = 0.0
-        cut = V
-        for k in range(V):
-            cum += probs[order[k]]
-            if cum >= top_p * total:
-                cut = k + 1
-                break
-        for k in range(cut, V):
-            probs[order[k]] = 0.0
     total = probs.sum()
     target = u * total
     cum = 0.0
@@ -114,12 +119,13 @@ def generate(kind, x_id, n, Wx0, Wxu, Wh, b, Wy, by, h, c, uniforms, inv_temp, t
     ah = np.empty(G, h.dtype)
     logits = np.empty(V, h.dtype)
     probs = np.empty(V, np.float64)
+    spare = np.empty(V, np.float64)
     for k in range(n):
         cell_step(kind, x_id, Wx0, Wxu, Wh, b, h, c, ax, ah)
         gemv(h[L - 1], Wy, logits)
         for v in range(V):
             logits[v] += by[v]
-        x_id = choose(logits, inv_temp, top_k, top_p, uniforms[k], probs)
+        x_id = choose(logits, inv_temp, top_k, top_p, uniforms[k], probs, spare)
         out[k] = x_id
         if x_id == break_id:
             return k + 1
