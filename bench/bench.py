@@ -88,7 +88,6 @@ def main():
         print("torch is not installed: measuring charrnn only "
               "(pip install torch==2.13.0 for the side-by-side comparison)", file=sys.stderr)
     impls = ["charrnn", "torch"] if have_torch else ["charrnn"]
-    import numpy as np  # noqa: F401  (only for the corpus vocabulary size below)
     sys.path.insert(0, os.path.dirname(HERE))
     from charrnn.data import read_corpus
     V = len(read_corpus([args.corpus]).vocab)

@@ -64,7 +64,7 @@ class Workspace:
     """Preallocated buffers for sequences of up to T steps over B streams.
 
     Per layer: gates (T, B, G), hs (T+1, B, H); LSTM cs (T+1, B, H), tcs (T, B, H);
-    GRU hns (T, B, H), dgh (T, B, G); with dropout, xin (T, B, H) masked inputs.
+    GRU hns (T, B, H), dgh (T, B, G), tmp (B, G); with dropout, xin (T, B, H) masked inputs.
     Head: logits (T*B, V), losses (T*B,), dtop (T*B, H). Per layer, buffers for
     the recurrent weights prepared (packed) for the per-step products.
     """
@@ -80,9 +80,9 @@ class Workspace:
         self.hns = [z(T, B, H) for _ in range(L)] if cfg.model == "gru" else None
         self.dgh = [z(T, B, G) for _ in range(L)] if cfg.model == "gru" and train else None
         self.xin = [z(T, B, H) for _ in range(L)] if cfg.dropout > 0 and train else None
-        self.tmp = z(B, G)
+        self.tmp = z(B, G) if cfg.model == "gru" else None   # GRU: the recurrent product
         self.dh = [z(B, H) for _ in range(L)]
-        self.dc = [z(B, H) for _ in range(L)]
+        self.dc = [z(B, H) for _ in range(L)] if cfg.model == "lstm" else None
         # recurrent weights packed for the T per-step products (MKL; None otherwise)
         self.pack_fwd = [blas.prepared_buffer(B, H, G, dtype) for _ in range(L)]
         self.pack_bwd = [blas.prepared_buffer(B, G, H, dtype) for _ in range(L)] if train else None

@@ -23,10 +23,10 @@ def _find_mkl():
 
     if os.environ.get("CHARRNN_BLAS", "").lower() == "openblas":
         return None
-    prefixes = [sys.prefix, sys.base_prefix, site.getuserbase()]
-    for prefix in dict.fromkeys(prefixes):
-        for path in sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*"))):
-            return path
+    for prefix in dict.fromkeys([sys.prefix, sys.base_prefix, site.getuserbase()]):
+        found = sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*")))
+        if found:
+            return found[0]
     return None
 
 
@@ -57,14 +57,12 @@ def _salt_cache_key(blas):
     and sampling a 2x512 LSTM 4x slower.)"""
     if blas != "mkl":
         return
-    import os
-
     from numba.core import config
 
-    if config.CPU_FEATURES is None:
+    if config.CPU_FEATURES is None:     # else NUMBA_CPU_FEATURES set it: salt that
         import llvmlite.binding as ll
 
-        config.CPU_FEATURES = os.environ.get("NUMBA_CPU_FEATURES") or ll.get_host_cpu_features().flatten()
+        config.CPU_FEATURES = ll.get_host_cpu_features().flatten()
     config.CPU_FEATURES += ",+sse2"
 
 

@@ -19,9 +19,9 @@ from charrnn.kernels.blas import gemm_prepared
 def gru_forward(gates, bias, Whp, hs, hns, tmp):
     """Run T steps; `gates` enters holding x Wx and leaves holding [r z n].
 
-    gates (T, B, 3H) in/out; bias (3H,), added here; Whp: blas.prepare(Wh (H, 3H), B); hs (T+1, B, H) with hs[0] the initial
-    state; hns (T, B, H) out: hn = (h Wh)[:, 2H:], needed by the backward pass;
-    tmp (B, 3H) scratch.
+    gates (T, B, 3H) in/out; bias (3H,), added here; Whp: blas.prepare(Wh (H, 3H), B);
+    hs (T+1, B, H) with hs[0] the initial state; hns (T, B, H) out: hn = (h Wh)[:, 2H:],
+    needed by the backward pass; tmp (B, 3H) scratch.
     """
     T, B, G = gates.shape
     H = G // 3
@@ -53,8 +53,7 @@ def gru_backward(gates, dgh, dhs, WhTp, hs, hns, dh):
     gradient of the recurrent products [hr hz hn] (dWh = h^T dgh).
 
     dhs (T, B, H): gradient reaching each h_t from above; WhTp: blas.prepare(Wh.T, B).
-    dh (B, H) in/out: the
-    gradient w.r.t. the final state on entry, w.r.t. hs[0] on exit.
+    dh (B, H) in/out: the gradient w.r.t. the final state on entry, w.r.t. hs[0] on exit.
     """
     T, B, G = gates.shape
     H = G // 3
