@@ -59,6 +59,12 @@ class State:
         self.h[:] = 0
         self.c[:] = 0
 
+    def rows(self, lo: int, hi: int) -> "State":
+        """The state of streams lo..hi-1: views, so that writes reach this State."""
+        part = State.__new__(State)
+        part.h, part.c = self.h[:, lo:hi], self.c[:, lo:hi]
+        return part
+
 
 class Workspace:
     """Preallocated buffers for sequences of up to T steps over B streams.
@@ -91,15 +97,16 @@ class Workspace:
         self.dtop = z(T * B, H) if train else None
 
 
-def forward(cfg, p, ws, x, y, state, masks=None, grad=True):
+def forward(cfg, p, ws, x, y, state, masks=None, grad=True, mean_over=None):
     """Run the network over x (T, B) int32 and score the targets y (T, B) int32.
 
     p: named parameter views; ws: a Workspace with ws.T >= T; state: State, read as
     the initial state and overwritten with the final one; masks: per layer (T, B, H)
     dropout masks (already scaled by 1/(1-p)) for the inputs of layers 1.., or None.
     With grad=True ws.logits[:T*B] is left holding dloss/dlogits of the *mean* loss,
-    ready for `backward`; ws.losses[:T*B] holds each position's loss in nats.
-    Returns the summed loss (float64).
+    ready for `backward`; the mean is over `mean_over` positions (default T*B; a
+    data-parallel shard gives the whole minibatch's). ws.losses[:T*B] holds each
+    position's loss in nats. Returns the summed loss (float64).
     """
     T, B = x.shape
     L = cfg.layers
@@ -128,7 +135,7 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True):
     top = ws.hs[L - 1][1:T + 1].reshape(T * B, -1)
     logits = ws.logits[:T * B]
     blas.gemm(top, p["Wy"], logits, 1.0, 0.0)
-    scale = 1.0 / (T * B) if grad else 0.0
+    scale = 1.0 / (mean_over or T * B) if grad else 0.0
     return head.softmax_xent(logits, p["by"], y.reshape(-1), ws.losses[:T * B], scale)
 
 

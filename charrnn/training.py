@@ -16,6 +16,7 @@ import numpy as np
 
 from charrnn import checkpoint as C
 from charrnn import model as M
+from charrnn import parallel as P
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Batches, eval_streams, split
 from charrnn.kernels import optim as O
@@ -29,14 +30,19 @@ class NonFiniteError(Exception):
 
 class Trainer:
     def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, ids, vocab, meta=None,
-                 resume: C.Checkpoint | None = None):
+                 resume: C.Checkpoint | None = None, shards: int | None = None):
+        """shards: data-parallel shards of a step (default `parallel.shard_count`)."""
         self.mcfg, self.tcfg, self.vocab = mcfg, tcfg, vocab
         self.meta = dict(meta or {})
         self.dtype = np.dtype(tcfg.dtype)
         self.train_ids, self.val_ids = split(ids, tcfg.val_frac)
         B, T = tcfg.batch_size, tcfg.seq_len
         self.batches = Batches(self.train_ids, B, T)
-        self.ws = M.Workspace(mcfg, T, B, self.dtype)
+        self.shards = P.shard_count(mcfg, B, self.dtype) if shards is None else shards
+        if self.shards > 1:
+            self.parallel, self.ws = P.DataParallel(mcfg, T, B, self.dtype, self.shards), None
+        else:
+            self.parallel, self.ws = None, M.Workspace(mcfg, T, B, self.dtype)
         self.state = M.State(mcfg, B, self.dtype)
         self.grad = np.zeros(M.num_params(mcfg), self.dtype)
         self.g = M.views(self.grad, mcfg)
@@ -73,8 +79,11 @@ class Trainer:
         if wrapped:
             self.state.reset()
         masks = self._dropout_masks(x.shape)
-        loss = M.forward(cfg, self.p, self.ws, x, y, self.state, masks) / x.size
-        M.backward(cfg, self.p, self.g, self.ws, x, masks)
+        if self.parallel is not None:
+            loss = self.parallel.step(self.p, self.grad, self.g, x, y, self.state, masks) / x.size
+        else:
+            loss = M.forward(cfg, self.p, self.ws, x, y, self.state, masks) / x.size
+            M.backward(cfg, self.p, self.g, self.ws, x, masks)
         if self.step + 1 == self._nan_at:
             self.grad[0] = np.nan
         norm = math.sqrt(O.sumsq(self.grad))

@@ -69,7 +69,8 @@ def _salt_cache_key(blas):
 BLAS = _select_blas()
 _salt_cache_key(BLAS)
 
-JIT = dict(cache=True, error_model="numpy", fastmath={"contract"})
+# nogil: data-parallel training runs kernels in several threads at once (charrnn.parallel)
+JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
 def _tolerate_broken_cache():

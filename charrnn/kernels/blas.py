@@ -73,7 +73,7 @@ if BLAS == "mkl":
 
     def prepared_buffer(m, k, n, dtype):
         """Buffer for `prepare` of a (k, n) matrix used in products with m rows."""
-        lib = ctypes.CDLL(None)
+        lib = ctypes.CDLL(None)      # MKL's symbols are global: _select_blas loaded it so
         fn = lib.cblas_sgemm_pack_get_size if np.dtype(dtype) == np.float32 else lib.cblas_dgemm_pack_get_size
         fn.restype = ctypes.c_size_t
         fn.argtypes = [ctypes.c_int] * 4
@@ -125,6 +125,17 @@ if BLAS == "mkl":
         else:
             _dgemv(ROW_MAJOR, TRANS, K, N, 1.0, w.ctypes, ldw, x.ctypes, 1, 0.0, out.ctypes, 1)
 
+    def threads():
+        """Threads a product may use: MKL_NUM_THREADS, or MKL's count of cores."""
+        return int(ctypes.CDLL(None).MKL_Get_Max_Threads())
+
+    def set_thread_local(n):
+        """Products called from this thread use n threads (0: back to `threads()`).
+        MKL keeps this per thread, so data-parallel workers can each run one."""
+        fn = ctypes.CDLL(None).MKL_Set_Num_Threads_Local
+        fn.argtypes = [ctypes.c_int]
+        fn(n)
+
 else:
     from numba.np.linalg import ensure_blas
 
@@ -137,6 +148,14 @@ else:
 
     def prepared_buffer(m, k, n, dtype):
         return None
+
+    def threads():
+        """1: OpenBLAS's thread count is process-wide, so its products cannot be made
+        single-threaded in one thread only, which data-parallel workers need."""
+        return 1
+
+    def set_thread_local(n):
+        pass
 
     @intrinsic
     def _pointer_to(typingctx, value):

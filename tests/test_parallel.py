@@ -1,0 +1,58 @@
+"""Data-parallel steps: the streams split across threads give the gradient, loss and
+carried state of one pass over all of them."""
+import numpy as np
+import pytest
+
+from charrnn import model as M
+from charrnn import parallel as P
+from charrnn.config import ModelConfig
+
+V, T, B, H = 9, 6, 7, 5
+
+
+def one_pass(cfg, flat, x, y, h0, c0, masks):
+    ws = M.Workspace(cfg, T, B, np.float64)
+    st = M.State(cfg, B, np.float64)
+    st.h[:], st.c[:] = h0, c0
+    grad = np.zeros_like(flat)
+    loss = M.forward(cfg, M.views(flat, cfg), ws, x, y, st, masks)
+    M.backward(cfg, M.views(flat, cfg), M.views(grad, cfg), ws, x, masks)
+    return loss, grad, st
+
+
+@pytest.mark.parametrize("cell,dropout", [("rnn", 0.0), ("lstm", 0.3), ("gru", 0.0)])
+@pytest.mark.parametrize("shards", [2, 3])
+def test_shards_give_the_gradient_of_one_pass(cell, dropout, shards, rng):
+    cfg = ModelConfig(model=cell, hidden=H, layers=2, vocab_size=V, dropout=dropout)
+    flat = M.init_params(cfg, np.float64, rng)
+    x = rng.integers(0, V, (T, B)).astype(np.int32)
+    y = rng.integers(0, V, (T, B)).astype(np.int32)
+    h0, c0 = rng.normal(0, 0.5, (2, 2, B, H))
+    masks = None
+    if dropout:
+        masks = [None, (rng.random((T, B, H)) > dropout) / (1 - dropout)]
+    loss, grad, st = one_pass(cfg, flat, x, y, h0, c0, masks)
+
+    dp = P.DataParallel(cfg, T, B, np.float64, shards)
+    state = M.State(cfg, B, np.float64)
+    state.h[:], state.c[:] = h0, c0
+    pgrad = np.full_like(flat, np.nan)          # every entry must be overwritten
+    ploss = dp.step(M.views(flat, cfg), pgrad, M.views(pgrad, cfg), x, y, state, masks)
+    assert ploss == pytest.approx(loss, rel=1e-13)
+    np.testing.assert_allclose(pgrad, grad, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(state.h, st.h, rtol=1e-13)
+    np.testing.assert_allclose(state.c, st.c, rtol=1e-13)
+    assert not np.array_equal(state.h, h0)
+
+
+def test_shard_count_follows_threads_streams_and_weight_size(monkeypatch):
+    monkeypatch.setattr(P.blas, "threads", lambda: 4)
+    lstm = lambda hidden: ModelConfig(model="lstm", hidden=hidden, layers=2, vocab_size=65)  # noqa: E731
+    assert P.shard_count(lstm(128), 50, np.float32) == 4        # one per thread
+    assert P.shard_count(lstm(128), 20, np.float32) == 2        # at least 8 streams each
+    assert P.shard_count(lstm(128), 12, np.float32) == 1
+    assert P.shard_count(lstm(256), 64, np.float32) == 4        # 256x1024 float32: 1 MiB
+    assert P.shard_count(lstm(256), 64, np.float64) == 1        # 2 MiB re-read per step
+    assert P.shard_count(lstm(512), 64, np.float32) == 1
+    monkeypatch.setattr(P.blas, "threads", lambda: 1)
+    assert P.shard_count(lstm(128), 50, np.float32) == 1
