@@ -51,6 +51,7 @@ class TrainDisplay:
                    f"{len(t.train_ids):,} training / {len(t.val_ids):,} validation chars; "
                    f"B={tc.batch_size} T={tc.seq_len} {tc.optimizer} lr={tc.lr:g} {tc.dtype}, "
                    f"{'MKL' if BLAS == 'mkl' else 'OpenBLAS'}"
+                   + (f", {t.shards} threads data-parallel" if t.shards > 1 else "")
                    + (f"; resuming at step {t.step}" if t.step else ""))
         if self.quiet or self.plain:
             return

@@ -56,3 +56,23 @@ def test_shard_count_follows_threads_streams_and_weight_size(monkeypatch):
     assert P.shard_count(lstm(512), 64, np.float32) == 1
     monkeypatch.setattr(P.blas, "threads", lambda: 1)
     assert P.shard_count(lstm(128), 50, np.float32) == 1
+
+
+def test_training_header_names_the_data_parallel_threads(tmp_path, bundled_text):
+    import io
+
+    from charrnn.config import TrainConfig
+    from charrnn.data import read_corpus
+    from charrnn.kernels import BLAS
+    from charrnn.progress import TrainDisplay
+    from charrnn.training import Trainer
+
+    (tmp_path / "c.txt").write_text(bundled_text[:5_000], encoding="utf-8")
+    corpus = read_corpus([str(tmp_path / "c.txt")])
+    cfg = ModelConfig(model="lstm", hidden=8, layers=1, vocab_size=len(corpus.vocab))
+    for shards, expected in [(1, "MKL\n"), (2, "MKL, 2 threads data-parallel\n")]:
+        trainer = Trainer(cfg, TrainConfig(batch_size=4), corpus.ids, corpus.vocab, shards=shards)
+        out = io.StringIO()
+        TrainDisplay(stream=out, plain=True)("start", {"trainer": trainer, "final_step": 1, "seconds": None})
+        header = out.getvalue().splitlines(keepends=True)[0]
+        assert header.endswith(expected if BLAS == "mkl" else expected.replace("MKL", "OpenBLAS"))
