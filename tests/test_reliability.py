@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,6 +246,19 @@ def test_numba_cache_readonly_or_corrupt_still_works(trained_run, tmp_path):
     r3 = run_cli("sample", "-c", trained_run, "-n", "10", "--seed", "1",
                  env={"NUMBA_CACHE_DIR": "/proc/charrnn-no-cache"})
     assert r3.returncode == 0 and r3.stdout == r.stdout, r3.stderr
+
+
+def test_compiled_kernels_are_cached_in_the_user_cache_not_beside_the_package(tmp_path):
+    import charrnn.kernels
+    beside = Path(charrnn.kernels.__file__).parent / "__pycache__"
+    before = {f: f.stat().st_mtime_ns for f in beside.glob("optim.sumsq-*")}
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    code = "import numpy as np; from charrnn.kernels import optim; print(optim.sumsq(np.ones(3)))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "3.0", r.stderr
+    assert list((tmp_path / "charrnn" / "numba").rglob("optim.sumsq-*.nbi"))
+    assert {f: f.stat().st_mtime_ns for f in beside.glob("optim.sumsq-*")} == before
 
 
 def test_help_does_not_import_numba():
