@@ -4,7 +4,7 @@ Cases covered here (see also test_checkpoint.py for corrupt checkpoint files):
   SIGKILL at random moments of a (slowed) save           -> old or new checkpoint, never broken
   SIGINT / SIGTERM during training                        -> latest.npz saved, exit 130 / 143
   second SIGINT during that save                          -> checkpoint still whole
-  interrupted + resumed run                               -> bit-identical weights
+  interrupted + resumed run, also data-parallel          -> bit-identical weights
   NaN injected into the gradient                          -> exit 3, last good checkpoint kept
   unwritable output folder                                -> error before training, exit 1
   second trainer on the same run folder                   -> refused, exit 1
@@ -85,8 +85,9 @@ def test_signal_saves_and_exits(corpus, tmp_path, sig, code):
     assert b"Traceback" not in err
 
 
-def test_interrupt_then_resume_is_bit_identical(corpus, tmp_path):
-    base = ["--steps", "4000", "--eval-every", "100000"]
+@pytest.mark.parametrize("batch", ["4", "16"])     # 16 streams: two data-parallel shards with MKL
+def test_interrupt_then_resume_is_bit_identical(corpus, tmp_path, batch):
+    base = ["--steps", "4000", "--eval-every", "100000", "--batch-size", batch]
     r = run_cli("train", corpus, "--out", tmp_path / "whole", *TINY, *base)
     assert r.returncode == 0, r.stderr
     # interrupted at an arbitrary step by SIGINT (a second SIGINT lands during the save)
