@@ -15,7 +15,7 @@ Deterministic for a given shard count; the summation order, so the rounding,
 differs between shard counts. Needs MKL (per-thread thread counts); with
 OpenBLAS there is one shard.
 """
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class DataParallel:
     """Per-shard workspaces and gradient buffers, and the threads that run them."""
 
     def __init__(self, cfg, T: int, B: int, dtype, shards: int):
+        if not 2 <= shards <= B:
+            raise ValueError(f"data-parallel shards must be 2..B={B}, not {shards}")
         self.cfg = cfg
         cut = np.linspace(0, B, shards + 1).astype(int)
         self.bounds = list(zip(cut[:-1], cut[1:]))
@@ -74,6 +76,7 @@ class DataParallel:
             total = run(0)
         finally:
             blas.set_thread_local(0)
+            wait(others)        # never leave a shard running on shared state
         for k, f in enumerate(others, 1):
             total += f.result()
             grad += self.grads[k]

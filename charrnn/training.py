@@ -38,7 +38,7 @@ class Trainer:
         self.train_ids, self.val_ids = split(ids, tcfg.val_frac)
         B, T = tcfg.batch_size, tcfg.seq_len
         self.batches = Batches(self.train_ids, B, T)
-        self.shards = P.shard_count(mcfg, B, self.dtype) if shards is None else shards
+        self.shards = P.shard_count(mcfg, B, self.dtype) if shards is None else max(1, min(shards, B))
         if self.shards > 1:
             self.parallel, self.ws = P.DataParallel(mcfg, T, B, self.dtype, self.shards), None
         else:

@@ -76,3 +76,10 @@ def test_training_header_names_the_data_parallel_threads(tmp_path, bundled_text)
         TrainDisplay(stream=out, plain=True)("start", {"trainer": trainer, "final_step": 1, "seconds": None})
         header = out.getvalue().splitlines(keepends=True)[0]
         assert header.endswith(expected if BLAS == "mkl" else expected.replace("MKL", "OpenBLAS"))
+
+
+def test_shard_counts_outside_2_to_B_are_refused():
+    cfg = ModelConfig(model="rnn", hidden=H, layers=1, vocab_size=V)
+    for shards in (1, B + 1):
+        with pytest.raises(ValueError, match="shards"):
+            P.DataParallel(cfg, T, B, np.float64, shards)
