@@ -47,6 +47,7 @@ class TrainDisplay:
         self.final = info["final_step"]
         self.seconds = info["seconds"]
         self.start_step = t.step
+        self.first = None       # (step, seconds) at the first step, which includes loading the kernels
         self.write(f"{m.model} {m.layers}x{m.hidden}, {num_params(m):,} parameters, vocabulary {m.vocab_size}; "
                    f"{len(t.train_ids):,} training / {len(t.val_ids):,} validation chars; "
                    f"B={tc.batch_size} T={tc.seq_len} {tc.optimizer} lr={tc.lr:g} {tc.dtype}, "
@@ -68,6 +69,8 @@ class TrainDisplay:
                 f"{info['cps'] / 1000:.1f}k chars/s")
 
     def on_step(self, info):
+        if self.first is None:
+            self.first = (info["step"], info["run_seconds"])
         if self.quiet:
             return
         if self.bar is not None:
@@ -81,9 +84,12 @@ class TrainDisplay:
                        + f", {fmt_time(info['elapsed'])} elapsed" + self._eta(info))
 
     def _eta(self, info):
-        done = info["step"] - self.start_step
+        # timed from the end of the first step: it includes loading (or compiling) the
+        # kernels, which made the first line's estimate hours instead of minutes
+        step0, seconds0 = self.first
+        done = info["step"] - step0
         if self.final and done > 0:
-            left = (self.final - info["step"]) * info["run_seconds"] / done
+            left = (self.final - info["step"]) * (info["run_seconds"] - seconds0) / done
             return f", {fmt_time(left)} left"
         if self.seconds:
             return f", {fmt_time(max(0, self.seconds - info['run_seconds']))} left"

@@ -78,3 +78,25 @@ def test_plot_png(trained_run, tmp_path):
     pytest.importorskip("matplotlib")
     r = run_cli("plot", trained_run, "--png", tmp_path / "c.png")
     assert r.returncode == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plain_progress_estimates_time_left_from_after_the_first_step(bundled_text):
+    import io
+
+    from charrnn.config import ModelConfig, TrainConfig
+    from charrnn.progress import TrainDisplay
+    from charrnn.training import Trainer
+    from charrnn.vocab import Vocab
+    vocab = Vocab.from_chars(set(bundled_text[:2000]))
+    trainer = Trainer(ModelConfig(hidden=4, layers=1, vocab_size=len(vocab)), TrainConfig(batch_size=2),
+                      vocab.encode(bundled_text[:2000]), vocab)
+    out = io.StringIO()
+    d = TrainDisplay(stream=out, plain=True)
+    d("start", {"trainer": trainer, "final_step": 1000, "seconds": None})
+    step = {"final_step": 1000, "epoch": 0.0, "smooth": 4.0, "cps": 400.0, "elapsed": 5.0}
+    d("step", {**step, "step": 1, "run_seconds": 5.0})        # loading the kernels: 5 s
+    d.last_line = 0                                           # (lines are 10 s apart)
+    d("step", {**step, "step": 101, "run_seconds": 6.0})      # then 100 steps a second
+    header, first, second = out.getvalue().splitlines()
+    assert "left" not in first
+    assert second.endswith(", 0:09 left")                     # 899 steps at 10 ms, not 45 s
