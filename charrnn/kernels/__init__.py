@@ -66,28 +66,33 @@ def _salt_cache_key(blas):
     config.CPU_FEATURES += ",+sse2"
 
 
-def _use_user_cache():
-    """Cache compiled kernels under ~/.cache/charrnn/numba (or $XDG_CACHE_HOME),
-    unless NUMBA_CACHE_DIR says where. Numba's default is a __pycache__ beside the
-    source, i.e. inside site-packages: `pip uninstall` left it behind, and that
-    leftover charrnn/kernels/__pycache__ then made `import charrnn` find an empty
-    namespace package instead of a later editable install. If the folder cannot
-    be written, Numba falls back to its default. Must run before any @njit."""
+def _use_user_cache(jit_options):
+    """Cache compiled kernels under ~/.cache/charrnn/numba-<options> (or under
+    $XDG_CACHE_HOME), unless NUMBA_CACHE_DIR says where. Numba's default is a
+    __pycache__ beside the source, i.e. inside site-packages: `pip uninstall` left
+    it behind, and that leftover charrnn/kernels/__pycache__ then made `import
+    charrnn` find an empty namespace package instead of a later editable install.
+    The folder is named by a hash of the compile options, because Numba keys its
+    cache by each kernel's own source file and would otherwise keep serving kernels
+    built with options changed here. If the folder cannot be written, Numba falls
+    back to its default. Must run before any @njit."""
+    import hashlib
     import os
 
     from numba.core import config
 
     if not config.CACHE_DIR:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        config.CACHE_DIR = os.path.join(base, "charrnn", "numba")
+        tag = hashlib.sha1(repr(sorted(jit_options.items())).encode()).hexdigest()[:8]
+        config.CACHE_DIR = os.path.join(base, "charrnn", f"numba-{tag}")
 
-
-BLAS = _select_blas()
-_salt_cache_key(BLAS)
-_use_user_cache()
 
 # nogil: data-parallel training runs kernels in several threads at once (charrnn.parallel)
 JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+
+BLAS = _select_blas()
+_salt_cache_key(BLAS)
+_use_user_cache(JIT)
 
 
 def _tolerate_broken_cache():
