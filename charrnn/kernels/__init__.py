@@ -67,24 +67,29 @@ def _salt_cache_key(blas):
 
 
 def _use_user_cache(jit_options):
-    """Cache compiled kernels under ~/.cache/charrnn/numba-<options> (or under
+    """Cache compiled kernels under ~/.cache/charrnn/numba-<tag> (or under
     $XDG_CACHE_HOME), unless NUMBA_CACHE_DIR says where. Numba's default is a
     __pycache__ beside the source, i.e. inside site-packages: `pip uninstall` left
     it behind, and that leftover charrnn/kernels/__pycache__ then made `import
     charrnn` find an empty namespace package instead of a later editable install.
-    The folder is named by a hash of the compile options, because Numba keys its
-    cache by each kernel's own source file and would otherwise keep serving kernels
-    built with options changed here. If the folder cannot be written, Numba falls
-    back to its default. Must run before any @njit."""
+    The tag hashes the compile options and the source of every kernel module:
+    Numba checks only a kernel's own file, so a kernel that inlines a changed
+    helper from another module (act.tanh, blas.gemm) would otherwise be served
+    stale, after an upgrade as after an edit. If the folder cannot be written,
+    Numba falls back to its default. Must run before any @njit."""
+    import glob
     import hashlib
     import os
 
     from numba.core import config
 
     if not config.CACHE_DIR:
+        digest = hashlib.sha1(repr(sorted(jit_options.items())).encode())
+        for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "*.py"))):
+            with open(path, "rb") as f:
+                digest.update(f.read())
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        tag = hashlib.sha1(repr(sorted(jit_options.items())).encode()).hexdigest()[:8]
-        config.CACHE_DIR = os.path.join(base, "charrnn", f"numba-{tag}")
+        config.CACHE_DIR = os.path.join(base, "charrnn", f"numba-{digest.hexdigest()[:12]}")
 
 
 # nogil: data-parallel training runs kernels in several threads at once (charrnn.parallel)
