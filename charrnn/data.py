@@ -4,11 +4,14 @@ A corpus is read twice as a stream of byte chunks: once to collect the set of
 characters, once to encode them into a preallocated array of the smallest id
 type, so memory stays near the size of that array (1 byte a character for up to
 256 distinct characters), never a Python string of the whole text. Line ends
-are normalised: CRLF becomes LF. Standard input ("-") is kept as bytes in memory.
+are normalised: CRLF becomes LF. Standard input ("-") is copied to a temporary
+file as the first pass reads it, and the second pass reads that file.
 """
 import codecs
+import io
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,25 +33,41 @@ class Corpus:
     nbytes: int
 
 
-def _byte_chunks(path, stdin_cache):
+def _byte_chunks(path, stdin_spool):
+    if path == "-" and stdin_spool is None:     # one pass only: nothing to keep
+        while chunk := sys.stdin.buffer.read(CHUNK):
+            yield chunk
+        return
     if path == "-":
-        data = stdin_cache.setdefault("-", sys.stdin.buffer.read())
-        for k in range(0, len(data), CHUNK):
-            yield data[k:k + CHUNK]
+        spool = stdin_spool.get("-")
+        if spool is None:       # first pass: copy standard input aside as it is read
+            try:
+                spool = tempfile.TemporaryFile()
+            except OSError:     # no writable temporary folder: keep it in memory
+                spool = io.BytesIO()
+            stdin_spool["-"] = spool
+            while chunk := sys.stdin.buffer.read(CHUNK):
+                spool.write(chunk)
+                yield chunk
+            return
+        spool.seek(0)
+        while chunk := spool.read(CHUNK):
+            yield chunk
         return
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             yield chunk
 
 
-def text_chunks(path, encoding, stdin_cache):
-    """Decoded text chunks of one file ("-": stdin, kept in stdin_cache) with CRLF -> LF;
+def text_chunks(path, encoding, stdin_spool):
+    """Decoded text chunks of one file ("-": stdin, spooled into the dict stdin_spool for
+    a second pass unless it is None) with CRLF -> LF;
     CorpusError naming a missing, unreadable or directory path, or the byte offset of
     bad input."""
     _check_path(path)
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     offset, carry_cr = 0, False
-    chunks = _byte_chunks(path, stdin_cache)
+    chunks = _byte_chunks(path, stdin_spool)
     while True:
         chunk = next(chunks, None)
         final = chunk is None
@@ -91,13 +110,21 @@ def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None) -> Corpus:
         codecs.lookup(encoding)
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
-    stdin_cache: dict = {}
+    stdin_spool: dict = {}
+    try:
+        return _encode(paths, encoding, vocab, stdin_spool)
+    finally:
+        for spool in stdin_spool.values():
+            spool.close()
+
+
+def _encode(paths, encoding, vocab, stdin_spool) -> Corpus:
     charset, n, nbytes = set(), 0, 0
     for path in paths:
-        for text in text_chunks(path, encoding, stdin_cache):
+        for text in text_chunks(path, encoding, stdin_spool):
             charset.update(text)
             n += len(text)
-        nbytes += len(stdin_cache["-"]) if path == "-" else os.path.getsize(path)
+        nbytes += stdin_spool["-"].tell() if path == "-" else os.path.getsize(path)
     if n == 0:
         raise CorpusError(f"{', '.join(paths)}: the corpus is empty")
     if vocab is None:
@@ -110,7 +137,7 @@ def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None) -> Corpus:
     ids = np.empty(n, dtype=vocab.id_dtype)
     k = 0
     for path in paths:
-        for text in text_chunks(path, encoding, stdin_cache):
+        for text in text_chunks(path, encoding, stdin_spool):
             codes, _ = vocab.lookup(text)
             ids[k:k + len(codes)] = codes
             k += len(codes)

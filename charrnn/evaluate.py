@@ -21,7 +21,7 @@ LN2 = math.log(2)
 def encode_known(path, vocab, encoding="utf-8"):
     """(ids, n_unknown, examples) of a file ("-": stdin), unknown characters dropped."""
     parts, unknown, examples = [], 0, set()
-    for text in text_chunks(path, encoding, {}):
+    for text in text_chunks(path, encoding, None):
         ids, known = vocab.lookup(text)
         if not known.all():
             bad = np.flatnonzero(~known)

@@ -119,3 +119,27 @@ def test_several_files_and_stdin_are_one_corpus(tmp_path):
     assert r.returncode == 0, r.stderr
     ck = C.load(tmp_path / "s" / "latest.npz")
     assert ck.meta["corpus"] == ["<stdin>"] and ck.meta["corpus_chars"] == 4000
+
+
+def test_stdin_corpus_is_spooled_not_held_in_memory(tmp_path, bundled_text):
+    """Standard input is read twice (characters, then ids) through a temporary file:
+    reading 40 MB from a pipe peaks below its size + 40 MB (ids 40 MB, temporaries),
+    where holding the bytes would add another 40 MB."""
+    import subprocess
+    import sys
+    big = tmp_path / "big.txt"
+    text = bundled_text[:1_000_000]
+    with open(big, "w", encoding="utf-8") as f:
+        for _ in range(40):
+            f.write(text)
+    # VmHWM, the peak of this process's memory: ru_maxrss would include pytest's, inherited over fork
+    code = ("from charrnn.data import read_corpus\n"
+            "def peak(): return int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
+            "r0 = peak()\n"
+            "c = read_corpus(['-'])\n"
+            "print(len(c.ids), c.nbytes, (peak() - r0) // 1024)")
+    with open(big, "rb") as stdin:
+        r = subprocess.run([sys.executable, "-c", code], stdin=stdin, capture_output=True, text=True, timeout=120)
+    n, nbytes, grew_mb = map(int, r.stdout.split())
+    assert n == 40 * len(text) and nbytes == big.stat().st_size, r.stderr
+    assert grew_mb < nbytes / 2**20 + 40, (grew_mb, nbytes)
