@@ -74,7 +74,10 @@ else:
     run_sample(a.steps)
     dt = time.perf_counter() - t0
     out = {"chars_per_sec": a.steps / dt, "warmup_seconds": warm}
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+try:    # this process's own peak: ru_maxrss also counts the parent's, inherited over fork
+    out["peak_rss_mb"] = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+except (OSError, IndexError):
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if a.impl == "charrnn":
     from charrnn.kernels import BLAS
     out["blas"] = BLAS
