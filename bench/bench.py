@@ -2,9 +2,10 @@
 """charrnn against PyTorch, side by side: same configurations, one run, interleaved.
 
 Every measurement runs in a fresh process (bench/worker.py) so that its peak
-memory is its own; JIT compilation and warm-up steps are excluded from both.
+memory is its own; JIT compilation and warm-up (at least 5 steps and 2 s) are
+excluded from both, and each process reports the median of 3 timing windows.
 Repetitions alternate charrnn and PyTorch, configuration by configuration, and
-the median is reported. Without torch installed the PyTorch column is skipped
+the median over them is reported. Without torch installed the PyTorch column is skipped
 with a message (torch is a benchmark-only dependency: pip install torch==2.13.0).
 
     python bench/bench.py                 # all configurations, 3 repetitions (~10 min)
@@ -70,6 +71,8 @@ def measure(impl, name, corpus, threads, blas, warmup_only=False):
            "--optimizer", opt, "--lr", str(lr),
            "--steps", "1" if warmup_only else str(steps_c if impl == "charrnn" else steps_t),
            "--threads", str(threads), "--corpus", corpus]
+    if warmup_only:
+        cmd += ["--warmup-seconds", "0", "--windows", "1"]
     if impl == "torch" and name in NO_ONEDNN:
         cmd.append("--no-mkldnn")
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, CHARRNN_BLAS=blas))

@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 
@@ -18,7 +19,9 @@ p.add_argument("--seq", type=int, default=50)
 p.add_argument("--optimizer", default="adam")
 p.add_argument("--lr", type=float, default=2e-3)
 p.add_argument("--steps", type=int, default=50, help="timed steps (train) or characters (sample)")
-p.add_argument("--warmup", type=int, default=5)
+p.add_argument("--warmup", type=int, default=5, help="untimed steps (train), at least")
+p.add_argument("--warmup-seconds", type=float, default=2.0, help="untimed warm-up, at least")
+p.add_argument("--windows", type=int, default=3, help="timing windows; the median is reported")
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--corpus", required=True)
 p.add_argument("--no-mkldnn", action="store_true", help="torch: disable oneDNN")
@@ -55,25 +58,45 @@ else:
     step = tt.step
     run_sample = lambda n: torch_sample(tt.model, n)  # noqa: E731
 
+
+
+def timed(run, n, windows):
+    """Seconds per unit of the median of `windows` timing windows of n // windows units
+    each: one window disturbed by other load on the machine does not count."""
+    per = max(1, n // windows)
+    times = []
+    for _ in range(windows):
+        t0 = time.perf_counter()
+        run(per)
+        times.append((time.perf_counter() - t0) / per)
+    return statistics.median(times)
+
+
+def warm_up(run, units, seconds):
+    """Run until at least `units` units and `seconds` seconds: PyTorch's first steps
+    after start-up ran up to 1.4x slower than its later ones (measured)."""
+    t0 = time.perf_counter()
+    run(units)
+    while time.perf_counter() - t0 < seconds:
+        run(units)
+    return time.perf_counter() - t0
+
+
+def train_steps(n):
+    global loss
+    for _ in range(n):
+        loss = step()
+
+
 if a.mode == "train":
-    t0 = time.perf_counter()
-    for _ in range(a.warmup):
-        loss = step()
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
-        loss = step()
-    dt = time.perf_counter() - t0
-    out = {"chars_per_sec": a.batch * a.seq * a.steps / dt, "ms_per_step": 1000 * dt / a.steps,
-           "loss": loss, "warmup_seconds": warm}
+    warm = warm_up(train_steps, a.warmup, a.warmup_seconds)
+    dt = timed(train_steps, a.steps, a.windows)
+    out = {"chars_per_sec": a.batch * a.seq / dt, "ms_per_step": 1000 * dt, "loss": loss,
+           "warmup_seconds": warm}
 else:
-    t0 = time.perf_counter()
-    run_sample(20)
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run_sample(a.steps)
-    dt = time.perf_counter() - t0
-    out = {"chars_per_sec": a.steps / dt, "warmup_seconds": warm}
+    warm = warm_up(run_sample, 20, a.warmup_seconds / 2)
+    dt = timed(run_sample, a.steps, a.windows)
+    out = {"chars_per_sec": 1 / dt, "warmup_seconds": warm}
 try:    # this process's own peak: ru_maxrss also counts the parent's, inherited over fork
     out["peak_rss_mb"] = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 except (OSError, IndexError):
