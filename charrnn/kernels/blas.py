@@ -71,13 +71,17 @@ if BLAS == "mkl":
     _sgemv = _ext("cblas_sgemv", types.void, _I, _I, _I, _I, _F, _V, _I, _V, _I, _F, _V, _I)
     _dgemv = _ext("cblas_dgemv", types.void, _I, _I, _I, _I, _D, _V, _I, _V, _I, _D, _V, _I)
 
+    # MKL's symbols are global (_select_blas loaded it so): bound once, here
+    _mkl = ctypes.CDLL(None)
+    for _fn in (_mkl.cblas_sgemm_pack_get_size, _mkl.cblas_dgemm_pack_get_size):
+        _fn.restype, _fn.argtypes = ctypes.c_size_t, [ctypes.c_int] * 4
+    _mkl.MKL_Set_Num_Threads_Local.argtypes = [ctypes.c_int]
+
     def prepared_buffer(m, k, n, dtype):
         """Buffer for `prepare` of a (k, n) matrix used in products with m rows."""
-        lib = ctypes.CDLL(None)      # MKL's symbols are global: _select_blas loaded it so
-        fn = lib.cblas_sgemm_pack_get_size if np.dtype(dtype) == np.float32 else lib.cblas_dgemm_pack_get_size
-        fn.restype = ctypes.c_size_t
-        fn.argtypes = [ctypes.c_int] * 4
-        nbytes = fn(B_MATRIX, m, n, k)
+        get_size = _mkl.cblas_sgemm_pack_get_size if np.dtype(dtype) == np.float32 else \
+            _mkl.cblas_dgemm_pack_get_size
+        nbytes = get_size(B_MATRIX, m, n, k)
         return np.zeros(nbytes // np.dtype(dtype).itemsize + 1, dtype)
 
     @njit(**JIT)
@@ -127,14 +131,13 @@ if BLAS == "mkl":
 
     def threads():
         """Threads a product may use: MKL_NUM_THREADS, or MKL's count of cores."""
-        return int(ctypes.CDLL(None).MKL_Get_Max_Threads())
+        return int(_mkl.MKL_Get_Max_Threads())
 
     def set_thread_local(n):
         """Products called from this thread use n threads (0: back to `threads()`).
-        MKL keeps this per thread, so data-parallel workers can each run one."""
-        fn = ctypes.CDLL(None).MKL_Set_Num_Threads_Local
-        fn.argtypes = [ctypes.c_int]
-        fn(n)
+        MKL keeps this per thread, so data-parallel workers can each run one.
+        Called twice per data-parallel step: nothing is looked up here."""
+        _mkl.MKL_Set_Num_Threads_Local(n)
 
 else:
     from numba.np.linalg import ensure_blas
