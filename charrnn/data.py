@@ -33,30 +33,30 @@ class Corpus:
     nbytes: int
 
 
+def _reads(f):
+    while chunk := f.read(CHUNK):
+        yield chunk
+
+
 def _byte_chunks(path, stdin_spool):
-    if path == "-" and stdin_spool is None:     # one pass only: nothing to keep
-        while chunk := sys.stdin.buffer.read(CHUNK):
-            yield chunk
+    if path != "-":
+        with open(path, "rb") as f:
+            yield from _reads(f)
         return
-    if path == "-":
-        spool = stdin_spool.get("-")
-        if spool is None:       # first pass: copy standard input aside as it is read
-            try:
-                spool = tempfile.TemporaryFile()
-            except OSError:     # no writable temporary folder: keep it in memory
-                spool = io.BytesIO()
-            stdin_spool["-"] = spool
-            while chunk := sys.stdin.buffer.read(CHUNK):
-                spool.write(chunk)
-                yield chunk
-            return
+    spool = None if stdin_spool is None else stdin_spool.get("-")
+    if spool is not None:               # a later pass reads the copy
         spool.seek(0)
-        while chunk := spool.read(CHUNK):
-            yield chunk
+        yield from _reads(spool)
         return
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
+    if stdin_spool is not None:         # the first of two passes copies stdin aside as it reads
+        try:
+            spool = stdin_spool["-"] = tempfile.TemporaryFile()
+        except OSError:                 # no writable temporary folder: keep it in memory
+            spool = stdin_spool["-"] = io.BytesIO()
+    for chunk in _reads(sys.stdin.buffer):
+        if spool is not None:
+            spool.write(chunk)
+        yield chunk
 
 
 def text_chunks(path, encoding, stdin_spool):
