@@ -29,14 +29,11 @@ a = p.parse_args()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[var] = str(a.threads)
 
-import numpy as np  # noqa: E402
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from charrnn.data import read_corpus  # noqa: E402
 
 corpus = read_corpus([a.corpus])
 V = len(corpus.vocab)
-t_setup = time.perf_counter()
 if a.impl == "charrnn":
     from charrnn.config import ModelConfig, TrainConfig
     from charrnn.training import Trainer
@@ -57,7 +54,6 @@ else:
     tt = TorchTrainer(corpus.ids, V, a.cell, a.hidden, a.layers, a.batch, a.seq, a.optimizer, a.lr)
     step = tt.step
     run_sample = lambda n: torch_sample(tt.model, n)  # noqa: E731
-
 
 
 def timed(run, n, windows):

@@ -46,7 +46,6 @@ class TrainDisplay:
         from charrnn.model import num_params
         self.final = info["final_step"]
         self.seconds = info["seconds"]
-        self.start_step = t.step
         self.first = None       # (step, seconds) at the first step, which includes loading the kernels
         self.write(f"{m.model} {m.layers}x{m.hidden}, {num_params(m):,} parameters, vocabulary {m.vocab_size}; "
                    f"{len(t.train_ids):,} training / {len(t.val_ids):,} validation chars; "
