@@ -45,59 +45,44 @@ def _select_blas():
     return "mkl"
 
 
-def _salt_cache_key(blas):
-    """Numba keys its on-disk cache by (CPU name, CPU feature string) but not by
-    the libraries a kernel calls: a kernel compiled against MKL must never be
-    loaded without it. With MKL the feature string gets a redundant '+sse2'
-    (present on every x86-64 CPU, so the code is the same), which gives those
-    kernels their own cache entries. Must run before Numba's first compilation.
-
-    (Tried and dropped: also lifting LLVM's preference for 256-bit vectors on this
-    AVX-512 Xeon. The LSTM gate pass ran 27% faster, a training step no faster,
-    and sampling a 2x512 LSTM 4x slower.)"""
-    if blas != "mkl":
-        return
-    from numba.core import config
-
-    if config.CPU_FEATURES is None:     # else NUMBA_CPU_FEATURES set it: salt that
-        import llvmlite.binding as ll
-
-        config.CPU_FEATURES = ll.get_host_cpu_features().flatten()
-    config.CPU_FEATURES += ",+sse2"
-
-
-def _use_user_cache(jit_options):
-    """Cache compiled kernels under ~/.cache/charrnn/numba-<tag> (or under
-    $XDG_CACHE_HOME), unless NUMBA_CACHE_DIR says where. Numba's default is a
-    __pycache__ beside the source, i.e. inside site-packages: `pip uninstall` left
-    it behind, and that leftover charrnn/kernels/__pycache__ then made `import
-    charrnn` find an empty namespace package instead of a later editable install.
-    The tag hashes the compile options and the source of every kernel module:
-    Numba checks only a kernel's own file, so a kernel that inlines a changed
-    helper from another module (act.tanh, blas.gemm) would otherwise be served
-    stale, after an upgrade as after an edit. If the folder cannot be written,
-    Numba falls back to its default. Must run before any @njit."""
+def _use_cache_folder(jit_options, blas):
+    """Cache compiled kernels in a folder of their own, numba-<tag>, under
+    NUMBA_CACHE_DIR if set, else under ~/.cache/charrnn ($XDG_CACHE_HOME). The tag
+    hashes what Numba's cache key leaves out:
+      - the BLAS: a kernel compiled against MKL calls it by name and must never be
+        loaded without it;
+      - the compile options and the source of every kernel module: Numba checks only
+        a kernel's own file, so a kernel that inlines a changed helper from another
+        module (act.tanh, blas.gemm) would be served stale, after an edit as after an
+        upgrade.
+    Not Numba's default, a __pycache__ beside the source: inside site-packages,
+    `pip uninstall` left it behind, and that leftover charrnn/kernels/__pycache__
+    made `import charrnn` find an empty namespace package instead of a later
+    editable install. If the folder cannot be written, Numba falls back to its
+    default. Must run before any @njit."""
     import glob
     import hashlib
     import os
 
     from numba.core import config
 
-    if not config.CACHE_DIR:
-        digest = hashlib.sha1(repr(sorted(jit_options.items())).encode())
-        for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "*.py"))):
-            with open(path, "rb") as f:
-                digest.update(f.read())
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        config.CACHE_DIR = os.path.join(base, "charrnn", f"numba-{digest.hexdigest()[:12]}")
+    digest = hashlib.sha1(repr((blas, sorted(jit_options.items()))).encode())
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "*.py"))):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    base = config.CACHE_DIR or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "charrnn")
+    config.CACHE_DIR = os.path.join(base, f"numba-{digest.hexdigest()[:12]}")
 
 
-# nogil: data-parallel training runs kernels in several threads at once (charrnn.parallel)
+# nogil: data-parallel training runs kernels in several threads at once (charrnn.parallel).
+# (Tried and dropped: lifting LLVM's preference for 256-bit vectors on this AVX-512 Xeon.
+# The LSTM gate pass ran 27% faster, a training step no faster, and sampling a 2x512
+# LSTM 4x slower.)
 JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 BLAS = _select_blas()
-_salt_cache_key(BLAS)
-_use_user_cache(JIT)
+_use_cache_folder(JIT, BLAS)
 
 
 def _tolerate_broken_cache():
