@@ -7,7 +7,8 @@ import sys
 import click
 
 from charrnn import __version__
-from charrnn.config import CELLS, DEFAULT_LR, DTYPES, OPTIMIZERS
+from charrnn.config import (CELLS, DEFAULT_LR, DEFAULT_PATIENCE, DEFAULT_SCHEDULE, DEFAULT_WARMUP,
+                            DTYPES, OPTIMIZERS, SCHEDULES)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_STEPS = 3000
@@ -155,10 +156,57 @@ def finite_float(lo=None, lo_open=False):
     return FiniteFloat()
 
 
+class Duration(click.ParamType):
+    """Seconds, from 90, 90s, 20m, 1h30m (schedule.parse_duration)."""
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        from charrnn.schedule import parse_duration
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+class Warmup(click.ParamType):
+    """Warm-up: a whole number of steps (>= 1), or a fraction of the run in [0, 1)."""
+    name = "steps|fraction"
+
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a step count or a fraction", param, ctx)
+        if not math.isfinite(v) or v < 0 or (v >= 1 and v != int(v)):
+            self.fail(f"{value!r}: give a whole number of steps, or a fraction in [0, 1)", param, ctx)
+        return v
+
+
+class Patience(click.ParamType):
+    """A count of evaluations >= 1, or 'off'."""
+    name = "K|off"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).lower() in ("off", "none"):
+            return None
+        try:
+            v = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of evaluations (or 'off')", param, ctx)
+        if v < 1:
+            self.fail(f"{v} must be at least 1 (or 'off' to never stop early)", param, ctx)
+        return v
+
+
 # ------------------------------------------------------------------ train
 
 ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dtype", "batch_size", "seq_len",
                 "optimizer", "val_frac", "seed")
+MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and train
 
 
 @cli.command(context_settings=CONTEXT)
@@ -176,7 +224,13 @@ ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dtype", "batch_size", "
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adagrad", show_default=True,
               help="Update rule.")
 @click.option("--lr", type=finite_float(0, lo_open=True), default=None,
-              help="Learning rate  [default: adagrad 0.05, adam/rmsprop 0.002, sgd 1.0]")
+              help="Peak learning rate  [default: adagrad 0.05, adam/rmsprop 0.002, sgd 1.0]")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULT_SCHEDULE, show_default=True,
+              help="Learning-rate schedule over the run's --steps, --epochs or --time.")
+@click.option("--warmup", type=Warmup(), default=DEFAULT_WARMUP, show_default=True,
+              help="Linear warm-up: a number of steps, or a fraction of the run (0.05).")
+@click.option("--min-lr", type=finite_float(0), default=None,
+              help="Rate a decaying schedule ends at  [default: --lr / 10]")
 @click.option("--clip", type=finite_float(0), default=5.0, show_default=True,
               help="Clip the gradient to this global L2 norm (0 = off).")
 @click.option("--steps", type=click.IntRange(0), default=None,
@@ -184,8 +238,14 @@ ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dtype", "batch_size", "
                    f"[default: {DEFAULT_STEPS} unless --epochs or --time]")
 @click.option("--epochs", type=finite_float(0, lo_open=True), default=None,
               help="Train up to this many passes over the training text.")
-@click.option("--time", "seconds", type=finite_float(0, lo_open=True), default=None,
-              help="Train for this many seconds.")
+@click.option("--time", "seconds", type=Duration(), default=None,
+              help="Train for this long: 90, 90s, 20m, 1h30m. Without model options, "
+                   "plans the best model for this budget (see --plan).")
+@click.option("--plan/--no-plan", "use_plan", default=None,
+              help="Let the planner choose the model and training settings for the --time budget "
+                   "(the options you give still win)  [default: on with --time]")
+@click.option("--patience", type=Patience(), default=DEFAULT_PATIENCE, show_default=True,
+              help="Stop after K evaluations without a new best validation loss ('off': never).")
 @click.option("--eval-every", type=click.IntRange(0), default=200, show_default=True,
               help="Evaluate on the validation text and save every K steps (0 = only at the end).")
 @click.option("--val-frac", type=finite_float(0), default=0.1, show_default=True,
@@ -202,31 +262,27 @@ ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dtype", "batch_size", "
 @click.option("--preview/--no-preview", default=True, show_default=True,
               help="Show a short sample at every evaluation.")
 @click.pass_context
-def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, optimizer, lr, clip,
-          steps, epochs, seconds, eval_every, val_frac, out, resume, seed, dtype, encoding, quiet,
-          preview):
+def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, optimizer, lr, schedule,
+          warmup, min_lr, clip, steps, epochs, seconds, use_plan, patience, eval_every, val_frac, out,
+          resume, seed, dtype, encoding, quiet, preview):
     """Train a character-level language model on CORPUS (files, or - for stdin).
 
     Writes checkpoints/<run>/latest.npz, best.npz (lowest validation loss) and
-    log.jsonl. Ctrl-C saves and stops; --resume continues exactly.
+    log.jsonl. Ctrl-C saves and stops; --resume continues exactly. With --time
+    and no model options, charrnn plans the model for the budget on this machine.
 
     \b
     Examples:
       charrnn train corpora/shakespeare.txt
-      charrnn train my_texts/*.txt --model gru --hidden 512 --time 600
+      charrnn train corpora/shakespeare.txt --time 20m
+      charrnn train my_texts/*.txt --model gru --hidden 512 --time 1h30m
       charrnn train input.txt --steps 10000 --resume checkpoints/input-lstm-20261123-101500
     """
-    if sum(v is not None for v in (steps, epochs, seconds)) > 1:
-        raise click.UsageError("give at most one of --steps, --epochs, --time")
-    if not dropout < 1:
-        raise click.BadParameter("must be below 1", param_hint="--dropout")
-    if not val_frac < 1:
-        raise click.BadParameter("must be below 1", param_hint="--val-frac")
-    from charrnn import runs
-
     def given(name):
         return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
+    _check_train_options(given, ctx.params)
+    from charrnn import runs
     ck = None
     if resume is not None:
         resume = resolve_checkpoint(resume, prefer="latest.npz")
@@ -236,32 +292,53 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
         if clash:
             raise click.UsageError(
                 f"--resume keeps the checkpoint's settings; drop {', '.join('--' + k.replace('_', '-') for k in clash)}")
-    if steps is None and epochs is None and seconds is None:
-        steps = DEFAULT_STEPS if ck is None else ck.train_cfg.steps or DEFAULT_STEPS
+        if use_plan:
+            raise click.UsageError("--plan chooses a new model; it cannot be used with --resume")
+        if steps is None and epochs is None and seconds is None:
+            steps, epochs, seconds = _saved_bound(ck)
+    elif steps is None and epochs is None and seconds is None:
+        steps = DEFAULT_STEPS
     data = read_corpus(list(corpus), encoding, ck.vocab if ck else None)
     if len(data.vocab) < 2:
         raise DataError(f"{', '.join(corpus)}: only one distinct character; "
                         f"there is nothing to learn")
     from charrnn.config import ModelConfig, TrainConfig
     fingerprint = runs.fingerprint(data.ids)
+    plan = None
     if ck is not None:
         mcfg = ck.model_cfg
         old = ck.train_cfg
+        keep = {k: ctx.params[k] for k in ("schedule", "warmup", "min_lr", "clip", "patience") if given(k)}
         tcfg = TrainConfig(**{**old.to_dict(), "steps": steps, "epochs": epochs, "time": seconds,
-                              "clip": clip if given("clip") else old.clip,
-                              "lr": lr if lr is not None else old.lr, "eval_every": eval_every})
+                              "lr": lr if lr is not None else old.lr, "eval_every": eval_every, **keep})
         if ck.meta.get("fingerprint") not in (None, fingerprint):
             raise DataError(f"{', '.join(corpus)}: not the text this run was trained on "
                             f"({len(data.ids):,} chars now, {ck.meta.get('corpus_chars', '?'):,} then); "
                             f"resume with the same files, or start a new run")
         out = out or os.path.dirname(os.path.abspath(resume))
     else:
-        mcfg = ModelConfig(model=model, hidden=hidden, layers=layers, vocab_size=len(data.vocab),
-                           dropout=dropout)
-        tcfg = TrainConfig(batch_size=batch_size, seq_len=seq_len, optimizer=optimizer,
-                           lr=lr if lr is not None else DEFAULT_LR[optimizer], clip=clip,
-                           steps=steps, epochs=epochs, time=seconds, eval_every=eval_every,
-                           val_frac=val_frac, seed=seed, dtype=dtype)
+        chosen = {k: ctx.params[k] for k in ctx.params if given(k)}
+        if seconds is not None and use_plan is not False:
+            from charrnn.planner import plan_run
+            n_train = int((1.0 - val_frac) * len(data.ids))
+            plan = plan_run(seconds, n_train, len(data.vocab), chosen, dtype=dtype,
+                            log=None if quiet else lambda m: click.echo(m, err=True))
+            chosen = {**plan.settings, **chosen}
+        pick = lambda k, default: chosen.get(k, default)  # noqa: E731
+        model, optimizer = pick("model", model), pick("optimizer", optimizer)
+        lr = pick("lr", None) or DEFAULT_LR[optimizer]
+        mcfg = ModelConfig(model=model, hidden=pick("hidden", hidden), layers=pick("layers", layers),
+                           vocab_size=len(data.vocab), dropout=pick("dropout", dropout))
+        tcfg = TrainConfig(batch_size=pick("batch_size", batch_size), seq_len=pick("seq_len", seq_len),
+                           optimizer=optimizer, lr=lr, clip=clip, steps=steps, epochs=epochs,
+                           time=seconds, eval_every=pick("eval_every", eval_every), val_frac=val_frac,
+                           seed=seed, dtype=dtype, schedule=pick("schedule", schedule),
+                           warmup=pick("warmup", warmup),
+                           min_lr=min_lr if min_lr is not None else lr / 10,
+                           patience=pick("patience", patience))
+        if tcfg.min_lr > tcfg.lr:
+            raise click.BadParameter(f"{tcfg.min_lr:g} is above the learning rate {tcfg.lr:g}",
+                                     param_hint="--min-lr")
         out = out or runs.default_run_dir(corpus, model)
     from charrnn.data import CorpusError
     from charrnn.training import NonFiniteError, Trainer, run
@@ -269,16 +346,20 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
             "corpus_chars": int(len(data.ids)), "corpus_bytes": int(data.nbytes),
             "fingerprint": fingerprint, "command": "charrnn " + " ".join(sys.argv[1:]),
             "version": __version__}
+    if plan is not None:
+        meta["plan"] = plan.to_dict()
     try:
         trainer = Trainer(mcfg, tcfg, data.ids, data.vocab, meta, resume=ck)
     except CorpusError as e:
         raise DataError(str(e)) from None
+    if plan is not None:    # the time spent planning counts against the budget
+        seconds = max(1.0, seconds - plan.seconds_spent)
     from charrnn.progress import TrainDisplay, summary
     with runs.lock_run_dir(out):
         display = TrainDisplay(quiet=quiet, preview=runs.preview_sampler() if preview else None)
         try:
             result = run(trainer, out, steps=steps, epochs=epochs, seconds=seconds,
-                         eval_every=eval_every, on_event=display)
+                         eval_every=tcfg.eval_every, on_event=display)
         except NonFiniteError as e:
             display.on_done({})
             raise StopTraining(f"{e}; stopped without saving it, the last good checkpoints "
@@ -290,6 +371,47 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
     if interrupted:
         import signal
         sys.exit(130 if result["signal"] == signal.SIGINT else 143)
+
+
+def _check_train_options(given, p):
+    """Every check that needs no corpus, before one is read (it may be large)."""
+    if sum(p[k] is not None for k in ("steps", "epochs", "seconds")) > 1:
+        raise click.UsageError("give at most one of --steps, --epochs, --time")
+    if not p["dropout"] < 1:
+        raise click.BadParameter("must be below 1", param_hint="--dropout")
+    if not p["val_frac"] < 1:
+        raise click.BadParameter("must be below 1", param_hint="--val-frac")
+    if p["seconds"] is not None and p["seconds"] < MIN_SECONDS:
+        raise click.BadParameter(f"{p['seconds']:g}s is too short to train anything; "
+                                 f"give at least {MIN_SECONDS:g}s", param_hint="--time")
+    if p["use_plan"] and p["seconds"] is None:
+        raise click.BadParameter("plans for a time budget: give --time too", param_hint="--plan")
+    steps = p["steps"] if p["steps"] is not None else (
+        DEFAULT_STEPS if p["epochs"] is None and p["seconds"] is None and p["resume"] is None else None)
+    if steps is not None and p["warmup"] >= 1 and p["warmup"] >= steps > 0 and given("warmup"):
+        raise click.BadParameter(f"{p['warmup']:g} warm-up steps do not fit in a run of {steps} steps",
+                                 param_hint="--warmup")
+    lr = p["lr"] if p["lr"] is not None else (DEFAULT_LR[p["optimizer"]] if given("optimizer") or
+                                              p["resume"] is None else None)
+    if p["min_lr"] is not None and lr is not None and p["min_lr"] > lr:
+        raise click.BadParameter(f"{p['min_lr']:g} is above the learning rate {lr:g}", param_hint="--min-lr")
+
+
+def _saved_bound(ck):
+    """(steps, epochs, seconds) that continue a resumed run to the bound it was
+    started with: the same final step or epoch, or what is left of its time budget."""
+    t, ts = ck.train_cfg, ck.train_state
+    horizon = ts.get("horizon") or {}
+    if "seconds" in horizon:
+        left = horizon["seconds"] - ts.get("elapsed", 0.0)
+        if left <= 0:
+            raise click.UsageError(f"this run used its whole --time budget "
+                                   f"({horizon['seconds']:.0f} s); give --time, --steps or --epochs "
+                                   f"to train further")
+        return None, None, left
+    if t.epochs is not None:
+        return None, t.epochs, None
+    return t.steps or DEFAULT_STEPS, None, None
 
 
 # ------------------------------------------------------------------ sample

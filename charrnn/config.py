@@ -6,6 +6,21 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
 DEFAULT_LR = {"adagrad": 0.05, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
 DTYPES = ("float32", "float64")
+SCHEDULES = ("constant", "cosine", "step")
+# defaults of `charrnn train`, chosen by measurement (docs/quality.md)
+DEFAULT_SCHEDULE = "cosine"
+DEFAULT_WARMUP = 100        # steps: without it Adagrad sat on the unigram plateau 230-400 steps
+DEFAULT_PATIENCE = 5        # evaluations without a new best
+
+
+def train_defaults() -> tuple[dict, dict]:
+    """(model fields, training fields) of `charrnn train` with every default: one
+    place for the CLI and the benchmarks."""
+    model = {"model": "lstm", "hidden": 256, "layers": 2, "dropout": 0.0}
+    train = {"batch_size": 32, "seq_len": 64, "optimizer": "adagrad", "lr": DEFAULT_LR["adagrad"],
+             "clip": 5.0, "schedule": DEFAULT_SCHEDULE, "warmup": float(DEFAULT_WARMUP),
+             "min_lr": DEFAULT_LR["adagrad"] / 10, "patience": DEFAULT_PATIENCE}
+    return model, train
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,10 @@ class TrainConfig:
     val_frac: float = 0.1
     seed: int = 1234
     dtype: str = "float32"
+    schedule: str = "constant"   # see schedule.py; "constant" is what version-1 runs did
+    warmup: float = 0.0          # >= 1: steps; in (0, 1): a fraction of the run
+    min_lr: float = 0.0
+    patience: int | None = None  # evaluations without a new best before stopping
 
     def to_dict(self) -> dict:
         return asdict(self)

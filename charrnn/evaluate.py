@@ -12,7 +12,6 @@ import numpy as np
 
 from charrnn import model as M
 from charrnn.data import text_chunks
-from charrnn.training import loss_sum
 
 CHUNK = 1024
 LN2 = math.log(2)
@@ -39,7 +38,7 @@ def per_char_losses(ck, ids) -> np.ndarray:
     dtype = ck.flat.dtype
     ws = M.Workspace(ck.model_cfg, min(CHUNK, len(ids) - 1), 1, dtype, train=False)
     out = np.zeros((1, len(ids) - 1))
-    loss_sum(ck.model_cfg, ck.params, ws, ids.reshape(1, -1), dtype, losses_out=out)
+    M.loss_sum(ck.model_cfg, ck.params, ws, ids.reshape(1, -1), dtype, losses_out=out)
     return out[0]
 
 

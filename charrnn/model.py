@@ -181,3 +181,23 @@ def backward(cfg, p, g, ws, x, masks=None):
             blas.gemm(dG, p[f"l{l}.Wx"].T, dabove, 1.0, 0.0)
             if masks is not None:
                 head.mul_into(dabove.reshape(T, B, H), masks[l])
+
+
+def loss_sum(cfg, p, ws, streams, dtype, losses_out=None, stop=None) -> float:
+    """Summed loss of predicting streams[:, 1:] from streams[:, :-1], state carried
+    through chunks of ws.T steps from a zero state. streams (E, N) ints.
+    With losses_out (E, N-1) float64 given, it receives each position's loss.
+    Returns early (a partial sum) once the dict `stop` holds "signal"."""
+    E, N = streams.shape
+    state = State(cfg, E, dtype)
+    total = 0.0
+    for a in range(0, N - 1, ws.T):
+        if stop is not None and "signal" in stop:
+            break
+        b = min(a + ws.T, N - 1)
+        x = np.ascontiguousarray(streams[:, a:b].T, dtype=np.int32)
+        y = np.ascontiguousarray(streams[:, a + 1:b + 1].T, dtype=np.int32)
+        total += forward(cfg, p, ws, x, y, state, grad=False)
+        if losses_out is not None:
+            losses_out[:, a:b] = ws.losses[:x.size].reshape(b - a, E).T
+    return total

@@ -81,3 +81,21 @@ class DataParallel:
             total += f.result()
             grad += self.grads[k]
         return total
+
+
+def sharded_loss_sum(cfg, p, wss, streams, bounds, dtype, stop=None) -> float:
+    """model.loss_sum over the streams (E, N) split at `bounds` [(lo, hi)], one
+    shard per thread with single-threaded products, each with its Workspace in wss."""
+    def run(k):
+        lo, hi = bounds[k]
+        return M.loss_sum(cfg, p, wss[k], streams[lo:hi], dtype, stop=stop)
+
+    with ThreadPoolExecutor(len(bounds) - 1, initializer=_worker_init) as pool:
+        others = [pool.submit(run, k) for k in range(1, len(bounds))]
+        blas.set_thread_local(1)
+        try:
+            total = run(0)
+        finally:
+            blas.set_thread_local(0)
+            wait(others)
+    return total + sum(f.result() for f in others)

@@ -116,7 +116,12 @@ def summary(result, out_dir, interrupted=False, corpus="CORPUS") -> str:
     """The end-of-run summary (a few lines)."""
     import os
     best = result["best_val"]
-    lines = [("stopped" if interrupted else "done") + f" at step {result['step']} after {fmt_time(result['elapsed'])}"]
+    why = {"steps": f"reached --steps {result['step']}",
+           "time": "used the time budget",
+           "patience": f"early stop: no new best in {result.get('patience')} evaluations",
+           "signal": "interrupted"}.get(result.get("reason"), "")
+    lines = [("stopped" if interrupted else "done") + f" at step {result['step']} after "
+             f"{fmt_time(result['elapsed'])}" + (f" ({why})" if why else "")]
     if best is not None and math.isfinite(best):
         lines.append(f"best validation loss {best:.4f} nats/char = {best / LN2:.3f} bits/char "
                      f"(perplexity {math.exp(best):.2f})")

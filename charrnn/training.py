@@ -17,11 +17,13 @@ import numpy as np
 from charrnn import checkpoint as C
 from charrnn import model as M
 from charrnn import parallel as P
+from charrnn import schedule as S
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Batches, eval_streams, split
 from charrnn.kernels import optim as O
 
 EVAL_CHUNK = 256
+_INTERRUPTED = object()     # evaluate()'s result when a stop signal cut it short
 
 
 class NonFiniteError(Exception):
@@ -51,7 +53,7 @@ class Trainer:
             self.flat = M.init_params(mcfg, self.dtype, self.rng)
             self.optim = {s: np.zeros_like(self.flat) for s in C.OPTIM_SLOTS[tcfg.optimizer]}
             self.step, self.best_val, self.elapsed, self.chars = 0, math.inf, 0.0, 0
-            self.last_val = None
+            self.last_val, self.since_best, self.horizon = None, 0, None
         else:
             ts = resume.train_state
             self.flat, self.optim = resume.flat, resume.optim
@@ -61,6 +63,8 @@ class Trainer:
             self.step, self.elapsed, self.chars = ts["step"], ts["elapsed"], ts["chars"]
             self.best_val = ts["best_val"] if ts["best_val"] is not None else math.inf
             self.last_val = ts.get("last_val")
+            self.since_best = ts.get("since_best", 0)
+            self.horizon = ts.get("horizon")
             self.batches.pos = ts["pos"]
             self.meta = {**resume.meta, **self.meta}
         self.p = M.views(self.flat, mcfg)
@@ -70,6 +74,23 @@ class Trainer:
     @property
     def epoch(self) -> float:
         return self.chars / max(1, len(self.train_ids))
+
+    @property
+    def progress(self) -> float:
+        """How far through its horizon the run is, in [0, 1]: step / final step, or
+        elapsed seconds / the time budget ({"steps": N} or {"seconds": S})."""
+        h = self.horizon or {}
+        if "steps" in h:
+            return min(1.0, self.step / h["steps"]) if h["steps"] > 0 else 1.0
+        if "seconds" in h:
+            return min(1.0, self.elapsed / h["seconds"]) if h["seconds"] > 0 else 1.0
+        return 0.0
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next update, from the schedule and the progress."""
+        t = self.tcfg
+        return S.lr_at(t.schedule, t.lr, t.min_lr, t.warmup, self.step, self.progress)
 
     def train_step(self) -> float:
         """One TBPTT step; returns the mean training loss (nats/char).
@@ -107,7 +128,7 @@ class Trainer:
                          for _ in range(1, self.mcfg.layers)]
 
     def _update(self, scale):
-        t, lr, w, g, s = self.tcfg, self.tcfg.lr, self.flat, self.grad, self.optim
+        t, lr, w, g, s = self.tcfg, self.lr, self.flat, self.grad, self.optim
         if t.optimizer == "adagrad":
             O.adagrad(w, g, s["mem"], lr, 1e-8, scale)
         elif t.optimizer == "adam":
@@ -117,42 +138,38 @@ class Trainer:
         else:
             O.sgd(w, g, lr, scale)
 
-    def evaluate(self) -> float | None:
+    def evaluate(self, stop=None):
         """Mean loss (nats/char) over the whole validation split, state carried
-        through contiguous streams; None without a validation split."""
+        through contiguous streams; None without a validation split; _INTERRUPTED
+        if stop (a dict) gets a "signal" key meanwhile (checked every chunk).
+        With data-parallel steps the streams are split across the same threads
+        (each stream's losses are the same; only the order of the sum differs)."""
         if len(self.val_ids) < 2:
             return None
         streams = eval_streams(self.val_ids)
         E, N = streams.shape
-        if self._eval_ws is None or self._eval_ws.B != E:
-            self._eval_ws = M.Workspace(self.mcfg, EVAL_CHUNK, E, self.dtype, train=False)
-        total = loss_sum(self.mcfg, self.p, self._eval_ws, streams, self.dtype)
+        n = max(1, min(self.shards, E // P.MIN_STREAMS))
+        if self._eval_ws is None or self._eval_ws[0] != (E, n):
+            cut = np.linspace(0, E, n + 1).astype(int)
+            self._eval_ws = ((E, n), list(zip(cut[:-1], cut[1:])),
+                             [M.Workspace(self.mcfg, EVAL_CHUNK, hi - lo, self.dtype, train=False)
+                              for lo, hi in zip(cut[:-1], cut[1:])])
+        _, bounds, wss = self._eval_ws
+        if n == 1:
+            total = M.loss_sum(self.mcfg, self.p, wss[0], streams, self.dtype, stop=stop)
+        else:
+            total = P.sharded_loss_sum(self.mcfg, self.p, wss, streams, bounds, self.dtype, stop)
+        if stop is not None and "signal" in stop:
+            return _INTERRUPTED
         return total / (E * (N - 1))
 
     def to_checkpoint(self) -> C.Checkpoint:
         ts = {"step": self.step, "pos": self.batches.pos, "rng": self.rng.bit_generator.state,
               "best_val": None if math.isinf(self.best_val) else self.best_val,
               "last_val": self.last_val, "elapsed": self.elapsed, "chars": self.chars,
-              "epoch": self.epoch}
+              "epoch": self.epoch, "since_best": self.since_best, "horizon": self.horizon}
         return C.Checkpoint(self.mcfg, self.tcfg, self.vocab, self.flat, self.optim,
                             self.state.h, self.state.c, ts, self.meta)
-
-
-def loss_sum(cfg, p, ws, streams, dtype, losses_out=None) -> float:
-    """Summed loss of predicting streams[:, 1:] from streams[:, :-1], state carried
-    through chunks of ws.T steps from a zero state. streams (E, N) ints.
-    With losses_out (E, N-1) float64 given, it receives each position's loss."""
-    E, N = streams.shape
-    state = M.State(cfg, E, dtype)
-    total = 0.0
-    for a in range(0, N - 1, ws.T):
-        b = min(a + ws.T, N - 1)
-        x = np.ascontiguousarray(streams[:, a:b].T, dtype=np.int32)
-        y = np.ascontiguousarray(streams[:, a + 1:b + 1].T, dtype=np.int32)
-        total += M.forward(cfg, p, ws, x, y, state, grad=False)
-        if losses_out is not None:
-            losses_out[:, a:b] = ws.losses[:x.size].reshape(b - a, E).T
-    return total
 
 
 @contextmanager
@@ -181,9 +198,15 @@ def total_steps(trainer: Trainer, steps=None, epochs=None) -> int | None:
 
 def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
         eval_every=200, on_event=lambda kind, info: None, log_every=None) -> dict:
-    """Train until the step/epoch/time bound or a stop signal; evaluate every
-    `eval_every` steps, save latest.npz / best.npz and append to log.jsonl."""
+    """Train until the step/epoch/time bound, early stopping (tcfg.patience
+    evaluations without a new best) or a stop signal; evaluate every `eval_every`
+    steps, save latest.npz / best.npz and append to log.jsonl. The result's
+    "reason" says which ended the run: "steps", "time", "patience" or "signal"."""
     final = total_steps(trainer, steps, epochs)
+    # the schedule's horizon: this run's end, in steps or in seconds since the run began
+    trainer.horizon = {"steps": final} if final is not None else \
+        {"seconds": trainer.elapsed + seconds} if seconds is not None else None
+    patience = trainer.tcfg.patience
     log_every = log_every or max(1, min(50, eval_every // 4))
     stop: dict = {}
     log_path = os.path.join(out_dir, "log.jsonl")
@@ -192,6 +215,7 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
     t_start = time.perf_counter()
     elapsed0 = trainer.elapsed
     saved_step = trainer.step if trainer.step > 0 else None
+    reason = None
     on_event("start", {"trainer": trainer, "final_step": final, "seconds": seconds})
 
     def save(best: bool):
@@ -208,11 +232,16 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
         while True:
             now = time.perf_counter()
             if final is not None and trainer.step >= final:
+                reason = "steps"
+            elif seconds is not None and now - t_start >= seconds:
+                reason = "time"
+            elif patience is not None and trainer.since_best >= patience:
+                reason = "patience"
+            elif "signal" in stop:
+                reason = "signal"
+            if reason is not None:
                 break
-            if seconds is not None and now - t_start >= seconds:
-                break
-            if "signal" in stop:
-                break
+            lr = trainer.lr
             loss = trainer.train_step()
             trainer.elapsed = elapsed0 + (time.perf_counter() - t_start)
             smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
@@ -221,27 +250,32 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
             if dt > 1.0:
                 cps, window_t, window_chars = window_chars / dt, time.perf_counter(), 0
             info = {"step": trainer.step, "final_step": final, "loss": loss, "smooth": smooth,
-                    "cps": cps, "elapsed": trainer.elapsed, "epoch": trainer.epoch,
+                    "cps": cps, "elapsed": trainer.elapsed, "epoch": trainer.epoch, "lr": lr,
                     "run_seconds": time.perf_counter() - t_start, "seconds": seconds}
             on_event("step", info)
             is_eval = eval_every > 0 and trainer.step % eval_every == 0
             done = (final is not None and trainer.step >= final)
             if is_eval or done:
-                val = trainer.evaluate()
+                val = trainer.evaluate(stop)
+                if val is _INTERRUPTED:
+                    reason = "signal"
+                    break
                 trainer.last_val = val
                 improved = val is None or val < trainer.best_val
                 if val is not None and improved:
                     trainer.best_val = val
+                trainer.since_best = 0 if improved else trainer.since_best + 1
                 save(best=improved)
                 saved_step = trainer.step
                 on_event("eval", {**info, "val_loss": val, "best": improved, "trainer": trainer})
             if is_eval or done or trainer.step % log_every == 0:
                 log({"step": trainer.step, "train_loss": smooth,
                      "val_loss": trainer.last_val if (is_eval or done) else None,
-                     "chars_per_sec": cps, "elapsed": round(trainer.elapsed, 3)})
+                     "lr": lr, "chars_per_sec": cps, "elapsed": round(trainer.elapsed, 3)})
         if saved_step != trainer.step:
             save(best=not os.path.exists(os.path.join(out_dir, "best.npz")))
     result = {"step": trainer.step, "best_val": trainer.best_val, "last_val": trainer.last_val,
-              "elapsed": trainer.elapsed, "signal": stop.get("signal"), "out_dir": out_dir}
+              "elapsed": trainer.elapsed, "signal": stop.get("signal"), "out_dir": out_dir,
+              "reason": reason, "patience": patience}
     on_event("done", result)
     return result

@@ -58,10 +58,15 @@ def info_table(ck, path) -> Table:
         ("training", f"step {ts['step']:,}, epoch {ts.get('epoch', 0):.2f}, "
                      f"{ts.get('elapsed', 0):.0f} s; B={t.batch_size} T={t.seq_len} "
                      f"{t.optimizer} lr={t.lr:g} clip={t.clip:g}"),
+        ("schedule", f"{t.schedule}, warm-up {t.warmup:g}" + (" steps" if t.warmup >= 1 else " of the run")
+                     + f", min lr {t.min_lr:g}, patience {t.patience if t.patience else 'off'}"),
         ("best val loss", f"{best:.4f} nats/char = {best / math.log(2):.3f} bits/char" if best else "-"),
         ("command", meta.get("command", "?")),
         ("charrnn", meta.get("version", "?")),
     ]
+    plan = meta.get("plan")
+    if isinstance(plan, dict):
+        rows.append(("plan", "\n".join(str(r) for r in plan.get("reasons", []))))
     for k, v in rows:
         tab.add_row(k, Text(v))
     return tab

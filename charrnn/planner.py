@@ -1,0 +1,162 @@
+"""The budget planner: "I have N minutes". Chooses the model and the training
+settings for a corpus and a wall-clock budget, from the speed measured on this
+machine, and says why.
+
+The rules, each measured on tinyshakespeare (docs/quality.md):
+  - size: the largest candidate (LSTM, from 1x64 to 3x512) that still sees at least
+    MIN_CHARS_PER_PARAM characters per parameter in the budget, at the speed timed
+    here, and has at most MAX_PARAMS_PER_CHAR parameters per training character
+    (larger models only memorise a small text);
+  - dropout between layers from the number of passes over the text the budget
+    allows (none below DROPOUT_EPOCHS[0]);
+  - the optimizer: Adam, which reached a lower validation loss than Adagrad at every
+    budget measured; the user's --optimizer wins;
+  - cosine decay to the end of the budget, warm-up of WARMUP steps (or 5% of the
+    run if that is fewer), about EVALS evaluations per run, early stopping after
+    PATIENCE evaluations without a new best.
+Options the user gives are never changed: the candidates are narrowed to them.
+"""
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from charrnn.config import DEFAULT_LR, ModelConfig, TrainConfig
+
+# (layers, hidden), smallest first
+CANDIDATES = [(1, 64), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512)]
+MIN_CHARS_PER_PARAM = 8.0
+MAX_PARAMS_PER_CHAR = 2.0
+DROPOUT_EPOCHS = [(8, 0.1), (20, 0.2), (40, 0.3)]   # from this many epochs, this dropout
+EVALS = 12
+PATIENCE = 5
+WARMUP = 100
+EVAL_SHARE = 0.05        # of the budget, spent evaluating (measured 3-5%)
+TIMING_SECONDS = 0.4     # per candidate, after one untimed step
+PLANNED = ("model", "hidden", "layers", "dropout", "batch_size", "seq_len", "optimizer", "lr",
+           "schedule", "warmup", "eval_every", "patience")
+
+
+@dataclass
+class Plan:
+    settings: dict                  # option name -> value, as `charrnn train` spells them
+    reasons: list[str]
+    speeds: dict = field(default_factory=dict)     # "2x256" -> chars/s measured
+    seconds_spent: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"settings": self.settings, "reasons": self.reasons,
+                "speeds": self.speeds, "seconds_spent": round(self.seconds_spent, 2)}
+
+
+def param_count(cell, layers, hidden, V) -> int:
+    from charrnn.model import num_params
+    return num_params(ModelConfig(model=cell, hidden=hidden, layers=layers, vocab_size=V))
+
+
+def measure_speed(cell, layers, hidden, V, B, T, dtype="float32", seconds=TIMING_SECONDS) -> float:
+    """Training chars/s of this model here: one untimed step, then steps for `seconds`."""
+    from charrnn.training import Trainer
+    from charrnn.vocab import Vocab
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, V, B * (T + 1) * 4).astype(np.uint16 if V > 256 else np.uint8)
+    vocab = Vocab(np.arange(32, 32 + V, dtype=np.int64))
+    m = ModelConfig(model=cell, hidden=hidden, layers=layers, vocab_size=V)
+    t = TrainConfig(batch_size=B, seq_len=T, optimizer="adam", lr=1e-3, val_frac=0.0, dtype=dtype)
+    tr = Trainer(m, t, ids, vocab)
+    tr.train_step()
+    n, t0 = 0, time.perf_counter()
+    while n < 2 or time.perf_counter() - t0 < seconds:
+        tr.train_step()
+        n += 1
+    return n * B * T / (time.perf_counter() - t0)
+
+
+def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=measure_speed) -> Plan:
+    """Choose the settings for a run of `budget` seconds on n_train training characters
+    with a vocabulary of V. `given`: the options the user set (they are kept).
+    `speed(cell, layers, hidden, V, B, T, dtype)` -> chars/s (measured by default)."""
+    t0 = time.perf_counter()
+    cell = given.get("model", "lstm")
+    B, T = given.get("batch_size", 32), given.get("seq_len", 64)
+    train_seconds = budget * (1 - EVAL_SHARE)
+    cands = [(L, H) for L, H in CANDIDATES
+             if given.get("layers", L) == L and given.get("hidden", H) == H]
+    if not cands:       # the user fixed a shape the ladder lacks: plan around it
+        cands = [(given.get("layers", 2), given.get("hidden", 256))]
+    reasons, speeds, choice = [], {}, None
+    for L, H in cands:
+        P = param_count(cell, L, H, V)
+        cps = speed(cell, L, H, V, B, T, dtype)
+        speeds[f"{L}x{H}"] = round(cps)
+        chars = cps * train_seconds
+        fits = chars / P >= MIN_CHARS_PER_PARAM and P <= MAX_PARAMS_PER_CHAR * n_train
+        if choice is None or fits:
+            choice = (L, H, P, cps, chars)
+        if not fits:
+            break       # larger ones are slower and larger still
+    L, H, P, cps, chars = choice
+    epochs = chars / max(1, n_train)
+    name = f"{cell} {L}x{H}"
+    speed_text = ", ".join(f"{k} {v / 1000:.0f}k" for k, v in speeds.items())
+    reasons.append(f"training speed measured here (chars/s): {speed_text}")
+    if "hidden" in given and "layers" in given:
+        reasons.append(f"{name}: your --layers/--hidden")
+    elif chars / P < MIN_CHARS_PER_PARAM:
+        reasons.append(f"{name}: the smallest candidate; it sees only {chars / P:.1f} chars per "
+                       f"parameter in {budget:.0f} s (a longer --time would help)")
+    else:
+        nxt = _next_larger(cands, (L, H))
+        why = ("" if nxt is None else
+               f"; {nxt[0]}x{nxt[1]} would see fewer than {MIN_CHARS_PER_PARAM:g} per parameter"
+               if param_count(cell, *nxt, V) <= MAX_PARAMS_PER_CHAR * n_train else
+               f"; {nxt[0]}x{nxt[1]} would have over {MAX_PARAMS_PER_CHAR:g} parameters per training char")
+        reasons.append(f"{name}: the largest that sees {chars / 1e6:.1f}M chars, {chars / P:.0f} per "
+                       f"parameter, in the budget{why}")
+    settings = {"model": cell, "hidden": H, "layers": L, "batch_size": B, "seq_len": T}
+    dropout = 0.0
+    for e, d in DROPOUT_EPOCHS:
+        if epochs >= e:
+            dropout = d
+    if L < 2:
+        dropout = 0.0
+    settings["dropout"] = given.get("dropout", dropout)
+    reasons.append(f"dropout {settings['dropout']:g}: about {epochs:.1f} passes over the "
+                   f"{n_train / 1e6:.2f}M training chars" +
+                   (" (your --dropout)" if "dropout" in given else
+                    f" (dropout from {DROPOUT_EPOCHS[0][0]} passes on)" if dropout == 0 else ""))
+    opt = given.get("optimizer", "adam")
+    settings["optimizer"] = opt
+    settings["lr"] = given.get("lr", DEFAULT_LR[opt])
+    reasons.append(f"{opt} lr {settings['lr']:g}" + (
+        ": your --optimizer" if "optimizer" in given else
+        ": reached a lower validation loss than Adagrad at every budget measured "
+        "(--optimizer adagrad keeps Adagrad)"))
+    steps = max(1, int(cps * train_seconds / (B * T)))
+    settings["schedule"] = given.get("schedule", "cosine")
+    settings["warmup"] = given.get("warmup", float(min(WARMUP, max(1, steps // 20))))
+    settings["eval_every"] = given.get("eval_every", _nice(max(10, steps // EVALS)))
+    settings["patience"] = given.get("patience", PATIENCE)
+    reasons.append(f"{settings['schedule']} schedule to the end of the {budget:.0f} s budget, about "
+                   f"{steps:,} steps, warm-up {settings['warmup']:g} steps, evaluation every "
+                   f"{settings['eval_every']} steps, early stop after {settings['patience']} "
+                   f"evaluations without a new best")
+    plan = Plan(settings, reasons, speeds, time.perf_counter() - t0)
+    if log is not None:
+        log(f"plan for {budget:.0f} s: {name}, dropout {settings['dropout']:g}, B={B} T={T}, "
+            f"{opt} lr={settings['lr']:g} {settings['schedule']} (planned in {plan.seconds_spent:.1f} s)")
+        for r in reasons:
+            log(f"  - {r}")
+    return plan
+
+
+def _next_larger(cands, current):
+    i = cands.index(current)
+    return cands[i + 1] if i + 1 < len(cands) else None
+
+
+def _nice(n: int) -> int:
+    """n rounded to 1, 2 or 5 times a power of ten (an evaluation interval)."""
+    k = 10 ** int(math.floor(math.log10(max(1, n))))
+    return min((k * m for m in (1, 2, 5, 10)), key=lambda v: abs(v - n))

@@ -1,0 +1,124 @@
+"""The budget planner: its choices for small and large corpora and budgets (from a
+speed table given to it), explicit options overriding it, and through the CLI: the
+plan on stderr, in the checkpoint and in `charrnn info`."""
+import json
+
+import pytest
+
+from charrnn import planner
+from conftest import run_cli
+
+
+def fake_speed(table):
+    """chars/s by hidden size, as if measured; records what was timed."""
+    timed = []
+
+    def speed(cell, layers, hidden, V, B, T, dtype="float32"):
+        timed.append((layers, hidden))
+        return table[hidden]
+    speed.timed = timed
+    return speed
+
+
+# roughly this machine's speeds (2-core EPYC, MKL), chars/s
+SPEEDS = {64: 400_000, 128: 120_000, 192: 60_000, 256: 30_000, 384: 15_000, 512: 8_000}
+
+
+def plan(budget, n_train, given=None, V=65, speeds=SPEEDS):
+    return planner.plan_run(budget, n_train, V, given or {}, speed=fake_speed(speeds))
+
+
+def test_short_budget_small_model_long_budget_larger():
+    a, b, c = plan(60, 1_000_000), plan(300, 1_000_000), plan(1800, 1_000_000)
+    sizes = [(p.settings["layers"], p.settings["hidden"]) for p in (a, b, c)]
+    assert sizes[0] < sizes[1] < sizes[2], sizes
+    for p in (a, b, c):
+        P = planner.param_count("lstm", p.settings["layers"], p.settings["hidden"], 65)
+        cps = SPEEDS[p.settings["hidden"]]
+        assert cps * p_seconds(p) / P >= planner.MIN_CHARS_PER_PARAM or p.settings["hidden"] == 64
+
+
+def p_seconds(p):
+    return float(p.reasons[-1].split("of the ")[1].split(" s budget")[0]) * (1 - planner.EVAL_SHARE)
+
+
+def test_the_choice_is_the_largest_that_sees_enough_characters():
+    p = plan(300, 1_000_000)
+    L, H = p.settings["layers"], p.settings["hidden"]
+    i = planner.CANDIDATES.index((L, H))
+    nL, nH = planner.CANDIDATES[i + 1]
+    # the next larger candidate would see fewer than the minimum characters per parameter
+    assert SPEEDS[nH] * 300 * (1 - planner.EVAL_SHARE) / planner.param_count("lstm", nL, nH, 65) \
+        < planner.MIN_CHARS_PER_PARAM
+    # and timing stopped at that candidate: nothing larger was measured
+    assert list(p.speeds) == [f"{l}x{h}" for l, h in planner.CANDIDATES[:i + 2]]
+
+
+def test_a_small_corpus_caps_the_model_and_gets_dropout():
+    big, small = plan(1800, 10_000_000), plan(1800, 200_000)
+    assert planner.param_count("lstm", small.settings["layers"], small.settings["hidden"], 65) \
+        <= planner.MAX_PARAMS_PER_CHAR * 200_000
+    assert small.settings["hidden"] < big.settings["hidden"]
+    assert small.settings["dropout"] > 0       # many passes over a small text
+    assert plan(60, 50_000_000).settings["dropout"] == 0     # far less than one pass
+
+
+def test_schedule_eval_and_optimizer_choices():
+    p = plan(300, 1_000_000)
+    s = p.settings
+    assert s["schedule"] == "cosine" and s["optimizer"] == "adam" and s["lr"] == 2e-3
+    steps = SPEEDS[s["hidden"]] * 300 * (1 - planner.EVAL_SHARE) / (32 * 64)
+    assert 6 < steps / s["eval_every"] < 30      # about a dozen evaluations
+    assert s["patience"] == planner.PATIENCE
+    assert any("adagrad" in r.lower() for r in p.reasons)
+
+
+def test_explicit_options_override_the_planner():
+    p = plan(300, 1_000_000, {"optimizer": "adagrad", "hidden": 512, "dropout": 0.5,
+                              "batch_size": 8, "schedule": "step"})
+    s = p.settings
+    assert (s["optimizer"], s["hidden"], s["dropout"], s["batch_size"], s["schedule"]) == \
+        ("adagrad", 512, 0.5, 8, "step")
+    assert s["lr"] == 0.05
+    assert any("your --optimizer" in r for r in p.reasons)
+    # a shape outside the ladder is planned around, not replaced
+    q = plan(300, 1_000_000, {"hidden": 100, "layers": 4}, speeds={100: 50_000})
+    assert (q.settings["hidden"], q.settings["layers"]) == (100, 4)
+
+
+def test_nice_intervals():
+    assert [planner._nice(n) for n in (1, 3, 7, 13, 140, 380, 999)] == [1, 2, 5, 10, 100, 500, 1000]
+
+
+def test_speed_is_really_measured():
+    cps = planner.measure_speed("lstm", 1, 16, 20, 4, 8, seconds=0.05)
+    assert 1_000 < cps < 1e9
+
+
+def test_cli_plans_prints_stores_and_info_shows(tmp_path, bundled_text):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(bundled_text[:60_000], encoding="utf-8")
+    out = tmp_path / "run"
+    r = run_cli("train", corpus, "--time", "6s", "--out", out, "--no-preview", "--hidden", "64",
+                "--layers", "1", "--batch-size", "8", "--seq-len", "32")
+    assert r.returncode == 0, r.stderr.decode()
+    err = r.stderr.decode()
+    assert "plan for 6 s: lstm 1x64" in err and "adam" in err
+    from charrnn import checkpoint as C
+    ck = C.load(str(out / "latest.npz"))
+    plan_ = ck.meta["plan"]
+    assert plan_["settings"]["optimizer"] == "adam" and plan_["settings"]["hidden"] == 64
+    assert ck.train_cfg.optimizer == "adam" and ck.train_cfg.schedule == "cosine"
+    assert ck.train_state["horizon"]["seconds"] <= 6
+    info = run_cli("info", out)
+    assert info.returncode == 0
+    assert "plan" in info.stdout.decode() and "adam" in info.stdout.decode()
+    # --optimizer adagrad keeps Adagrad; --no-plan keeps every default
+    r = run_cli("train", corpus, "--time", "5s", "--out", tmp_path / "r2", "--no-preview", "-q",
+                "--hidden", "32", "--layers", "1", "--optimizer", "adagrad")
+    assert r.returncode == 0
+    assert C.load(str(tmp_path / "r2" / "latest.npz")).train_cfg.optimizer == "adagrad"
+    r = run_cli("train", corpus, "--time", "5s", "--out", tmp_path / "r3", "--no-preview", "-q",
+                "--hidden", "32", "--layers", "1", "--no-plan")
+    ck3 = C.load(str(tmp_path / "r3" / "latest.npz"))
+    assert ck3.train_cfg.optimizer == "adagrad" and "plan" not in ck3.meta
