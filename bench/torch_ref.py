@@ -78,3 +78,65 @@ def torch_sample(model, n, temp=0.8, seed=0):
         logits, state = model(x, state)
         probs = torch.softmax(logits[-1, 0] / temp, dim=-1)
         x = torch.multinomial(probs, 1, generator=gen).view(1, 1)
+
+
+@torch.inference_mode()
+def torch_val_loss(model, val_ids, max_streams=32, min_len=64, chunk=256):
+    """Mean loss over the whole validation split, as charrnn measures it: E <= 32
+    contiguous streams, state carried from zero through chunks of 256 steps."""
+    model.eval()
+    E = max(1, min(max_streams, len(val_ids) // min_len))
+    per = len(val_ids) // E
+    streams = torch.from_numpy(val_ids[:E * per].astype(np.int64).reshape(E, per))
+    total, state = 0.0, None
+    for a in range(0, per - 1, chunk):
+        b = min(a + chunk, per - 1)
+        x = streams[:, a:b].t().contiguous()
+        y = streams[:, a + 1:b + 1].t().contiguous()
+        logits, state = model(x, state)
+        total += F.cross_entropy(logits.reshape(-1, model.vocab), y.reshape(-1), reduction="sum").item()
+    model.train()
+    return total / (E * (per - 1))
+
+
+def train_for(ids, vocab, seconds, cell="lstm", hidden=256, layers=2, batch=32, seq=64,
+              optimizer="adam", lr=2e-3, evals=10, seed=0):
+    """Train for `seconds` of wall time, evaluations included, evaluating every
+    seconds/evals and at the end; returns {best_val, steps, curve}."""
+    import time
+    tt = TorchTrainer(ids, vocab, cell, hidden, layers, batch, seq, optimizer, lr, seed=seed)
+    val = ids[int(0.9 * len(ids)):]
+    t0 = time.perf_counter()
+    next_eval, steps, curve = seconds / evals, 0, []
+    while True:
+        now = time.perf_counter() - t0
+        if now >= seconds:
+            break
+        tt.step()
+        steps += 1
+        now = time.perf_counter() - t0
+        if now >= next_eval or now >= seconds:
+            curve.append((round(now, 1), steps, torch_val_loss(tt.model, val)))
+            next_eval += seconds / evals
+    return {"best_val": min(v for _, _, v in curve), "steps": steps, "curve": curve}
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    import os
+    import sys
+    ap = argparse.ArgumentParser(description="Train the PyTorch reference for a wall-clock budget "
+                                 "and print the best validation loss as JSON (bench/quality.py).")
+    ap.add_argument("corpus")
+    ap.add_argument("--seconds", type=float, required=True)
+    ap.add_argument("--cell", default="lstm")
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from charrnn.data import read_corpus
+    c = read_corpus([a.corpus])
+    print(json.dumps(train_for(c.ids, len(c.vocab), a.seconds, a.cell, a.hidden, a.layers)))

@@ -225,8 +225,9 @@ MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and tra
               help="Update rule.")
 @click.option("--lr", type=finite_float(0, lo_open=True), default=None,
               help="Peak learning rate  [default: adagrad 0.05, adam/rmsprop 0.002, sgd 1.0]")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULT_SCHEDULE, show_default=True,
-              help="Learning-rate schedule over the run's --steps, --epochs or --time.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
+              help="Learning-rate schedule over the run's --steps, --epochs or --time  "
+                   "[default: constant for adagrad, whose rates fall by themselves; cosine otherwise]")
 @click.option("--warmup", type=Warmup(), default=DEFAULT_WARMUP, show_default=True,
               help="Linear warm-up: a number of steps, or a fraction of the run (0.05).")
 @click.option("--min-lr", type=finite_float(0), default=None,
@@ -332,8 +333,10 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
         tcfg = TrainConfig(batch_size=pick("batch_size", batch_size), seq_len=pick("seq_len", seq_len),
                            optimizer=optimizer, lr=lr, clip=clip, steps=steps, epochs=epochs,
                            time=seconds, eval_every=pick("eval_every", eval_every), val_frac=val_frac,
-                           seed=seed, dtype=dtype, schedule=pick("schedule", schedule),
-                           warmup=pick("warmup", warmup),
+                           seed=seed, dtype=dtype,
+                           warmup=pick("warmup", warmup if given("warmup") or steps is None
+                                        else float(min(warmup, max(1, steps // 10)))),
+                           schedule=pick("schedule", schedule or DEFAULT_SCHEDULE[optimizer]),
                            min_lr=min_lr if min_lr is not None else lr / 10,
                            patience=pick("patience", patience))
         if tcfg.min_lr > tcfg.lr:

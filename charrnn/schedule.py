@@ -10,6 +10,7 @@ training state; the rate is recomputed from it, so resume stays exact.
     constant   base
     cosine     min + (base - min) (1 + cos(pi p)) / 2
     step       base * 0.3^k, k = milestones of 0.5, 0.75, 0.9 passed; never below min
+    wsd        warm-up, stable, decay: base until p = 0.8, then linearly to min at p = 1
 Warm-up multiplies the rate by min(1, (step + 1) / W) for W warm-up steps, or by
 min(1, p / w) for a fraction w of the run.
 """
@@ -20,6 +21,7 @@ from charrnn.config import SCHEDULES
 
 STEP_MILESTONES = (0.5, 0.75, 0.9)
 STEP_FACTOR = 0.3
+WSD_DECAY = 0.2          # the last fifth of the run
 
 
 def lr_at(kind: str, base: float, min_lr: float, warmup: float, step: int, progress: float) -> float:
@@ -32,6 +34,9 @@ def lr_at(kind: str, base: float, min_lr: float, warmup: float, step: int, progr
         lr = base
     elif kind == "cosine":
         lr = min_lr + (base - min_lr) * 0.5 * (1.0 + math.cos(math.pi * p))
+    elif kind == "wsd":
+        tail = max(0.0, p - (1.0 - WSD_DECAY)) / WSD_DECAY
+        lr = base + (min_lr - base) * tail
     elif kind == "step":
         k = sum(p >= m for m in STEP_MILESTONES)
         lr = max(min_lr, base * STEP_FACTOR ** k)

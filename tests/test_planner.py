@@ -39,7 +39,7 @@ def test_short_budget_small_model_long_budget_larger():
 
 
 def p_seconds(p):
-    return float(p.reasons[-1].split("of the ")[1].split(" s budget")[0]) * (1 - planner.EVAL_SHARE)
+    return float(p.reasons[-1].split("over the ")[1].split(" s budget")[0]) * (1 - planner.EVAL_SHARE)
 
 
 def test_the_choice_is_the_largest_that_sees_enough_characters():
@@ -66,20 +66,24 @@ def test_a_small_corpus_caps_the_model_and_gets_dropout():
 def test_schedule_eval_and_optimizer_choices():
     p = plan(300, 1_000_000)
     s = p.settings
-    assert s["schedule"] == "cosine" and s["optimizer"] == "adam" and s["lr"] == 2e-3
+    from charrnn.config import DEFAULT_LR, DEFAULT_SCHEDULE
+    opt = planner.PLANNED_OPTIMIZER
+    assert s["optimizer"] == opt and s["lr"] == DEFAULT_LR[opt] and s["schedule"] == DEFAULT_SCHEDULE[opt]
     steps = SPEEDS[s["hidden"]] * 300 * (1 - planner.EVAL_SHARE) / (32 * 64)
     assert 6 < steps / s["eval_every"] < 30      # about a dozen evaluations
     assert s["patience"] == planner.PATIENCE
-    assert any("adagrad" in r.lower() for r in p.reasons)
+    assert any(planner.OPTIMIZER_REASON in r for r in p.reasons)
 
 
 def test_explicit_options_override_the_planner():
-    p = plan(300, 1_000_000, {"optimizer": "adagrad", "hidden": 512, "dropout": 0.5,
+    other = "adam" if planner.PLANNED_OPTIMIZER != "adam" else "adagrad"
+    p = plan(300, 1_000_000, {"optimizer": other, "hidden": 512, "dropout": 0.5,
                               "batch_size": 8, "schedule": "step"})
     s = p.settings
     assert (s["optimizer"], s["hidden"], s["dropout"], s["batch_size"], s["schedule"]) == \
-        ("adagrad", 512, 0.5, 8, "step")
-    assert s["lr"] == 0.05
+        (other, 512, 0.5, 8, "step")
+    from charrnn.config import DEFAULT_LR
+    assert s["lr"] == DEFAULT_LR[other]
     assert any("your --optimizer" in r for r in p.reasons)
     # a shape outside the ladder is planned around, not replaced
     q = plan(300, 1_000_000, {"hidden": 100, "layers": 4}, speeds={100: 50_000})
@@ -103,22 +107,26 @@ def test_cli_plans_prints_stores_and_info_shows(tmp_path, bundled_text):
                 "--layers", "1", "--batch-size", "8", "--seq-len", "32")
     assert r.returncode == 0, r.stderr.decode()
     err = r.stderr.decode()
-    assert "plan for 6 s: lstm 1x64" in err and "adam" in err
+    opt = planner.PLANNED_OPTIMIZER
+    assert "plan for 6 s: lstm 1x64" in err and opt in err and "dropout" in err
     from charrnn import checkpoint as C
     ck = C.load(str(out / "latest.npz"))
     plan_ = ck.meta["plan"]
-    assert plan_["settings"]["optimizer"] == "adam" and plan_["settings"]["hidden"] == 64
-    assert ck.train_cfg.optimizer == "adam" and ck.train_cfg.schedule == "cosine"
+    assert plan_["settings"]["optimizer"] == opt and plan_["settings"]["hidden"] == 64
+    assert plan_["reasons"] and plan_["speeds"]
+    assert ck.train_cfg.optimizer == opt and ck.train_cfg.eval_every == plan_["settings"]["eval_every"]
     assert ck.train_state["horizon"]["seconds"] <= 6
     info = run_cli("info", out)
     assert info.returncode == 0
-    assert "plan" in info.stdout.decode() and "adam" in info.stdout.decode()
-    # --optimizer adagrad keeps Adagrad; --no-plan keeps every default
+    assert "plan" in info.stdout.decode() and plan_["reasons"][0][:40] in info.stdout.decode()
+    # an explicit --optimizer is kept; --no-plan keeps every default (no plan stored)
     r = run_cli("train", corpus, "--time", "5s", "--out", tmp_path / "r2", "--no-preview", "-q",
-                "--hidden", "32", "--layers", "1", "--optimizer", "adagrad")
+                "--hidden", "32", "--layers", "1", "--optimizer", "rmsprop")
     assert r.returncode == 0
-    assert C.load(str(tmp_path / "r2" / "latest.npz")).train_cfg.optimizer == "adagrad"
+    ck2 = C.load(str(tmp_path / "r2" / "latest.npz"))
+    assert ck2.train_cfg.optimizer == "rmsprop" and ck2.meta["plan"]["settings"]["optimizer"] == "rmsprop"
     r = run_cli("train", corpus, "--time", "5s", "--out", tmp_path / "r3", "--no-preview", "-q",
                 "--hidden", "32", "--layers", "1", "--no-plan")
     ck3 = C.load(str(tmp_path / "r3" / "latest.npz"))
     assert ck3.train_cfg.optimizer == "adagrad" and "plan" not in ck3.meta
+    assert ck3.train_cfg.eval_every == 200

@@ -57,6 +57,13 @@ def test_step_schedule_milestones_and_floor():
     assert lr_at("step", 1.0, 0.05, 0, 0, 0.95) == pytest.approx(0.05)
 
 
+def test_wsd_is_flat_then_linear_to_min():
+    assert lr_at("wsd", 1.0, 0.1, 0, 0, 0.0) == 1.0
+    assert lr_at("wsd", 1.0, 0.1, 0, 0, 0.8) == pytest.approx(1.0)
+    assert lr_at("wsd", 1.0, 0.1, 0, 0, 0.9) == pytest.approx(0.55)
+    assert lr_at("wsd", 1.0, 0.1, 0, 0, 1.0) == pytest.approx(0.1)
+
+
 def test_unknown_schedule_refused():
     with pytest.raises(ValueError, match="unknown schedule"):
         lr_at("linear", 1.0, 0, 0, 0, 0.5)
@@ -167,3 +174,39 @@ def test_run_reports_why_it_ended(tmp_path, bundled_text):
     assert "time budget" in summary(r, str(tmp_path))
     r["reason"], r["patience"] = "patience", 4
     assert "no new best in 4 evaluations" in summary(r, str(tmp_path))
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--time", "5x"], "--time"),
+    (["--time", "1m1h"], "--time"),
+    (["--time", "2s"], "too short"),
+    (["--warmup", "500", "--steps", "300"], "--warmup"),
+    (["--warmup", "1.5"], "--warmup"),
+    (["--warmup", "-0.1"], "--warmup"),
+    (["--min-lr", "0.1"], "--min-lr"),                     # above Adagrad's 0.05
+    (["--min-lr", "0.01", "--optimizer", "adam"], "--min-lr"),
+    (["--patience", "0"], "--patience"),
+    (["--patience", "soon"], "--patience"),
+    (["--plan"], "--plan"),
+])
+def test_bad_schedule_options_are_usage_errors_before_the_corpus_is_read(args, words, tmp_path):
+    from conftest import run_cli
+    # the corpus does not exist: an option error must come first
+    r = run_cli("train", tmp_path / "no-such-corpus.txt", *args)
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and words in err, err
+    assert "no such file" not in err
+
+
+def test_durations_reach_the_run(tmp_path, bundled_text):
+    from conftest import run_cli
+    from charrnn import checkpoint as C
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(bundled_text[:30_000], encoding="utf-8")
+    r = run_cli("train", corpus, "--time", "0.1m", "--no-plan", "--hidden", "16", "--layers", "1",
+                "--batch-size", "4", "--seq-len", "16", "-q", "--out", tmp_path / "r")
+    assert r.returncode == 0, r.stderr.decode()
+    ck = C.load(str(tmp_path / "r" / "latest.npz"))
+    assert ck.train_cfg.time == 6.0 and ck.train_state["horizon"] == {"seconds": 6.0}
+    assert 5.5 < ck.train_state["elapsed"] < 9

@@ -26,6 +26,27 @@ def test_adagrad_default_learns(tmp_path, bundled_text):
     assert trainer.evaluate() < 0.75 * math.log(len(trainer.vocab))
 
 
+@pytest.mark.slow
+def test_default_run_leaves_the_unigram_plateau_within_200_steps(bundled_text):
+    """The default model and optimizer (2x256 LSTM, Adagrad 0.05, warm-up 100 steps) on
+    the bundled corpus: the loss is well below the unigram entropy by step 200. Seed 1
+    sat on the plateau for all of its first 400 steps without the warm-up (measured
+    with bench/plateau.py)."""
+    from charrnn.config import train_defaults
+    from conftest import BUNDLED
+    corpus = read_corpus([str(BUNDLED)])
+    model_kw, train_kw = train_defaults()
+    tr = Trainer(ModelConfig(**model_kw, vocab_size=len(corpus.vocab)),
+                 TrainConfig(**train_kw, seed=1, steps=3000), corpus.ids, corpus.vocab)
+    tr.horizon = {"steps": 3000}
+    ids = split(corpus.ids, 0.1)[0]
+    p = np.bincount(ids, minlength=len(corpus.vocab)) / len(ids)
+    unigram = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    assert tr.lr == pytest.approx(train_kw["lr"] / 100)         # warm-up's first step
+    losses = [tr.train_step() for _ in range(200)]
+    assert np.mean(losses[-20:]) < unigram - 0.5, (np.mean(losses[-20:]), unigram)
+
+
 def test_same_seed_same_weights_different_seed_different(tmp_path, bundled_text):
     a, _ = train_small(_mk(tmp_path / "a"), bundled_text[:20_000], steps=20)
     b, _ = train_small(_mk(tmp_path / "b"), bundled_text[:20_000], steps=20)
