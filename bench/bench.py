@@ -21,6 +21,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from machine import describe, slug  # noqa: E402
 DEFAULT_CORPUS = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "corpora", "tinyshakespeare.txt"))
 
 # name: (mode, cell, H, L, B, T, optimizer, lr, timed steps charrnn, timed steps torch)
@@ -34,9 +36,12 @@ CONFIGS = {
     "s512": ("sample", "lstm", 512, 2, 1, 1, "adam", 2e-3, 5000, 300),
     "s128n": ("sample", "lstm", 128, 2, 1, 1, "adam", 2e-3, 30000, 5000),
     "s512n": ("sample", "lstm", 512, 2, 1, 1, "adam", 2e-3, 5000, 2000),
+    # sample --num 32: 32 streams at once (B = streams); chars/s over all of them
+    "m512": ("sample", "lstm", 512, 2, 32, 1, "adam", 2e-3, 600, 300),
 }
 NO_ONEDNN = {"s128n", "s512n"}   # PyTorch measured with oneDNN off (its LSTM is faster so at batch 1)
-TARGETS = {"a": 10, "b": 1.5, "c": 1.1, "d": 1.5, "e": 1.5, "s128": 5, "s512": 5, "s128n": 5, "s512n": 5}
+TARGETS = {"a": 10, "b": 1.5, "c": 1.1, "d": 1.5, "e": 1.5, "s128": 5, "s512": 5, "s128n": 5, "s512n": 5,
+           "m512": 5}
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
@@ -87,7 +92,8 @@ def main():
     ap.add_argument("--only", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--json", default=None, help="write the results here  "
+                    "[default: bench/results/<date>-<cpu>-<blas>.json, and .md]")
     ap.add_argument("--blas", choices=["auto", "openblas"], default="auto",
                     help="charrnn's BLAS: MKL when installed (auto), or force OpenBLAS")
     args = ap.parse_args()
@@ -132,28 +138,33 @@ def main():
             row["ratio"] = row["charrnn"]["chars_per_sec"] / row["torch"]["chars_per_sec"]
             row["memory_ratio"] = row["charrnn"]["peak_rss_mb"] / row["torch"]["peak_rss_mb"]
         rows.append(row)
-    print_table(rows, have_torch, peak, args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"date": time.strftime("%Y-%m-%d"), "peak_gflops": peak, "threads": args.threads,
-                       "repeats": args.repeats, "rows": rows}, f, indent=1)
+    blas = rows[0]["blas"]
+    machine = describe(blas)
+    table = print_table(rows, have_torch, peak, args, machine)
+    path = args.json or os.path.join(HERE, "results", f"{time.strftime('%Y-%m-%d')}-{slug()}-{blas}.json")
+    with open(path, "w") as f:
+        json.dump({"date": time.strftime("%Y-%m-%d"), "machine": machine, "peak_gflops": peak,
+                   "threads": args.threads, "repeats": args.repeats, "rows": rows}, f, indent=1)
+    with open(os.path.splitext(path)[0] + ".md", "w") as f:
+        f.write(table + "\n")
+    print(f"wrote {path}", file=sys.stderr)
 
 
-def print_table(rows, have_torch, peak, args):
+def print_table(rows, have_torch, peak, args, machine) -> str:
     head = "| config | charrnn chars/s | " + ("PyTorch chars/s | ratio (target) | " if have_torch else "") + \
            "charrnn ms/step | " + ("PyTorch ms/step | " if have_torch else "") + \
            "peak MB charrnn" + (" / PyTorch" if have_torch else "") + " | GEMM peak fraction charrnn" + \
            (" / PyTorch |" if have_torch else " |")
     blas = ", ".join(sorted({r["blas"] for r in rows}))
-    print(f"\n{args.repeats} repetition(s), median; {args.threads} threads; sgemm peak {peak:.0f} GFLOP/s; "
-          f"charrnn on {blas}\n")
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
+    lines = [f"{machine}; {time.strftime('%Y-%m-%d')}; {args.repeats} repetition(s), median; "
+             f"{args.threads} threads; sgemm peak {peak:.0f} GFLOP/s; charrnn on {blas}", "",
+             head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         c = r["charrnn"]
         label = (f"{r['config']}: {r['cell']} H={r['H']} L={r['L']} " +
                  (f"B={r['B']} T={r['T']} {r['optimizer']}" if r["mode"] == "train" else
-                  "sampling" + (" (PyTorch without oneDNN)" if r["config"] in NO_ONEDNN else "")))
+                  "sampling" + (f" {r['B']} streams" if r["B"] > 1 else "") +
+                  (" (PyTorch without oneDNN)" if r["config"] in NO_ONEDNN else "")))
         cells = [label, f"{c['chars_per_sec']:,.0f}"]
         if have_torch:
             t = r["torch"]
@@ -166,7 +177,9 @@ def print_table(rows, have_torch, peak, args):
             cells.append(f"{c['gemm_fraction']:.0%}" + (f" / {r['torch']['gemm_fraction']:.0%}" if have_torch else ""))
         else:
             cells.append("-")
-        print("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cells) + " |")
+    print("\n" + "\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

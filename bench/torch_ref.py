@@ -68,16 +68,17 @@ class TorchTrainer:
 
 
 @torch.inference_mode()
-def torch_sample(model, n, temp=0.8, seed=0):
-    """n characters, one at a time (batch 1, carried state, multinomial draw)."""
+def torch_sample(model, n, temp=0.8, seed=0, batch=1):
+    """n characters for each of `batch` streams, one step at a time (carried state,
+    multinomial draw): batched like charrnn sample --num."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    x = torch.zeros(1, 1, dtype=torch.int64)
+    x = torch.zeros(1, batch, dtype=torch.int64)
     state = None
     for _ in range(n):
         logits, state = model(x, state)
-        probs = torch.softmax(logits[-1, 0] / temp, dim=-1)
-        x = torch.multinomial(probs, 1, generator=gen).view(1, 1)
+        probs = torch.softmax(logits[-1] / temp, dim=-1)
+        x = torch.multinomial(probs, 1, generator=gen).view(1, batch)
 
 
 @torch.inference_mode()

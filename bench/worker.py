@@ -43,8 +43,13 @@ if a.impl == "charrnn":
     step = trainer.train_step
     if a.mode == "sample":
         from charrnn.sampling import Generator
-        gen = Generator(m, trainer.p, corpus.vocab, seed=0)
-        run_sample = lambda n: gen.ids(n, temp=0.8)  # noqa: E731
+        if a.batch > 1:     # sample --num B: B streams at once
+            from charrnn.sampling import Many
+            many = Many(m, trainer.p, corpus.vocab, a.batch, seed=0)
+            run_sample = lambda n: sum(1 for _ in many.samples(n, temp=0.8))  # noqa: E731
+        else:
+            gen = Generator(m, trainer.p, corpus.vocab, seed=0)
+            run_sample = lambda n: gen.ids(n, temp=0.8)  # noqa: E731
 else:
     import torch
     torch.set_num_threads(a.threads)
@@ -53,7 +58,7 @@ else:
     from torch_ref import TorchTrainer, torch_sample
     tt = TorchTrainer(corpus.ids, V, a.cell, a.hidden, a.layers, a.batch, a.seq, a.optimizer, a.lr)
     step = tt.step
-    run_sample = lambda n: torch_sample(tt.model, n)  # noqa: E731
+    run_sample = lambda n: torch_sample(tt.model, n, batch=a.batch if a.mode == "sample" else 1)  # noqa: E731
 
 
 def timed(run, n, windows):
@@ -92,7 +97,7 @@ if a.mode == "train":
 else:
     warm = warm_up(run_sample, 20, a.warmup_seconds / 2)
     dt = timed(run_sample, a.steps, a.windows)
-    out = {"chars_per_sec": 1 / dt, "warmup_seconds": warm}
+    out = {"chars_per_sec": (a.batch if a.batch > 1 else 1) / dt, "warmup_seconds": warm}
 try:    # this process's own peak: ru_maxrss also counts the parent's, inherited over fork
     out["peak_rss_mb"] = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 except (OSError, IndexError):

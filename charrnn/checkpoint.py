@@ -15,6 +15,7 @@ and fsyncs it, then os.replace()s it over the target: a reader (or a crash) only
 ever sees the old file or the new one.
 """
 import json
+import math
 import os
 import tempfile
 import time
@@ -23,13 +24,17 @@ import zipfile
 import numpy as np
 
 from charrnn import model as M
-from charrnn.config import CELLS, OPTIMIZERS, ModelConfig, TrainConfig
+from charrnn.config import CELLS, OPTIMIZERS, SCHEDULES, ModelConfig, TrainConfig
 from charrnn.vocab import Vocab
 
 FORMAT_VERSION = 1
 OPTIM_SLOTS = {"adagrad": ("mem",), "adam": ("m", "v"), "rmsprop": ("sq",), "sgd": ()}
 MAX_ARRAY_BYTES = 8 << 30      # no array in a checkpoint may claim more than this
 MAX_STRING_CHARS = 1 << 20
+MAX_EXPANSION = 4              # arrays may claim at most this times the file's size, in all
+MAX_WEIGHT = 1e4               # |weight|: trained weights stay far below (|w| < 50 seen)
+MAX_OPTIM = {"mem": 1e30, "m": 1e6, "v": 1e12, "sq": 1e12}
+MAX_COUNT = 10 ** 12           # steps, positions
 
 
 class CheckpointError(Exception):
@@ -72,8 +77,9 @@ def save(path, ck: Checkpoint):
     for slot, arr in ck.optim.items():
         arrays[f"optim.{slot}"] = arr
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".npz", dir=folder)  # O_EXCL: no symlink followed
     try:
+        os.fchmod(fd, 0o666 & ~_umask())    # as any file the user writes (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             _test_seam_slow_save(f)
@@ -96,6 +102,34 @@ def save(path, ck: Checkpoint):
         pass
 
 
+TMP_PREFIX = ".tmp-"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder) -> int:
+    """Delete the temporary files of saves that were killed (call with the run lock
+    held, so that no save is in progress); returns how many. Symlinks are removed,
+    never followed."""
+    n = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith(TMP_PREFIX) and name.endswith(".npz"):
+            try:
+                os.unlink(os.path.join(folder, name))
+                n += 1
+            except OSError:
+                pass
+    return n
+
+
 def _test_seam_slow_save(f):
     """Tests set CHARRNN_TEST_SLOW_SAVE=<seconds> to widen the window in which a
     save can be killed; it writes nothing and does nothing when unset."""
@@ -105,40 +139,57 @@ def _test_seam_slow_save(f):
         time.sleep(float(delay))
 
 
-def _headers(zf: zipfile.ZipFile, label):
-    """{key: (shape, dtype)} from each member's .npy header, read before any data."""
+def _headers(zf: zipfile.ZipFile, label, file_size):
+    """{key: (shape, dtype)} from each member's .npy header, read before any data.
+    Refuses duplicate or non-.npy members, any malformed header, object dtypes, and a
+    member claiming more bytes than MAX_EXPANSION times the file (so loading never
+    allocates much more than the file's own size)."""
     out = {}
+    budget = MAX_EXPANSION * file_size + (1 << 20)
+    claimed = 0
     for info in zf.infolist():
-        if not info.filename.endswith(".npy"):
-            raise CheckpointError(f"{label}: unexpected member {info.filename!r}")
+        name = info.filename
+        if not name.endswith(".npy") or name[:-4] in out or "/" in name:
+            what = "duplicate" if name[:-4] in out else "unexpected"
+            raise CheckpointError(f"{label}: corrupt checkpoint ({what} member {name!r})")
         with zf.open(info) as f:
             try:
                 version = np.lib.format.read_magic(f)
                 if version == (1, 0):
                     shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                else:
+                elif version in ((2, 0), (3, 0)):
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            except ValueError as e:
-                raise CheckpointError(f"{label}: corrupt array {info.filename!r} ({e})") from None
+                else:
+                    raise ValueError(f"format version {version}")
+            except Exception as e:  # noqa: BLE001 - numpy parses the header with ast: any error
+                raise CheckpointError(f"{label}: corrupt checkpoint (bad header in {name!r}: "
+                                      f"{type(e).__name__})") from None
         if dtype.hasobject:
-            raise CheckpointError(f"{label}: array {info.filename[:-4]!r} holds Python "
+            raise CheckpointError(f"{label}: array {name[:-4]!r} holds Python "
                                   f"objects (pickle); refusing to load it")
+        if fortran and len(shape) > 1:
+            raise CheckpointError(f"{label}: corrupt checkpoint ({name!r} is in Fortran order)")
         nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-        if nbytes > MAX_ARRAY_BYTES:
-            raise CheckpointError(f"{label}: array {info.filename[:-4]!r} claims "
-                                  f"{nbytes / 2**30:.1f} GiB")
-        out[info.filename[:-4]] = (tuple(shape), dtype)
+        claimed += nbytes
+        if nbytes > MAX_ARRAY_BYTES or claimed > budget:
+            raise CheckpointError(f"{label}: corrupt checkpoint (array {name[:-4]!r} claims "
+                                  f"{nbytes / 2**20:,.1f} MiB in a {file_size / 2**20:,.1f} MiB file)")
+        out[name[:-4]] = (tuple(shape), dtype)
     return out
 
 
-def _expect(headers, key, shape, kinds, label):
+def _expect(headers, key, shape, dtype, label):
+    """The member exists with this shape (None: any) and exactly this dtype (a
+    np.dtype, or "str" for a scalar string)."""
     if key not in headers:
         raise CheckpointError(f"{label}: missing {key!r}")
-    got_shape, dtype = headers[key]
+    got_shape, got = headers[key]
     if shape is not None and got_shape != tuple(shape):
         raise CheckpointError(f"{label}: {key!r} has shape {got_shape}, expected {tuple(shape)}")
-    if dtype.kind not in kinds:
-        raise CheckpointError(f"{label}: {key!r} has dtype {dtype}, expected kind {kinds!r}")
+    ok = got.kind == "U" and got.byteorder in "=<|" if dtype == "str" else got == np.dtype(dtype)
+    if not ok:
+        raise CheckpointError(f"{label}: {key!r} has dtype {got}, expected "
+                              f"{'a string' if dtype == 'str' else np.dtype(dtype)}")
 
 
 def _json(arr, key, label):
@@ -146,7 +197,7 @@ def _json(arr, key, label):
         raise CheckpointError(f"{label}: {key!r} is not a JSON string")
     try:
         value = json.loads(str(arr))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CheckpointError(f"{label}: {key!r} is not valid JSON") from None
     if not isinstance(value, dict):
         raise CheckpointError(f"{label}: {key!r} is not a JSON object")
@@ -159,71 +210,134 @@ def load(path) -> Checkpoint:
     if os.path.isdir(path):
         raise CheckpointError(f"{label}: is a directory")
     try:
+        size = os.path.getsize(path)
         with zipfile.ZipFile(path) as zf:
-            headers = _headers(zf, label)
+            headers = _headers(zf, label, size)
     except FileNotFoundError:
         raise CheckpointError(f"{label}: no such file") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
+    except PermissionError:
+        raise CheckpointError(f"{label}: not readable (permission denied)") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as e:
         raise CheckpointError(f"{label}: not a charrnn checkpoint (not a valid .npz: {e})") from None
     try:
         with np.load(path, allow_pickle=False) as z:
             return _load_checked(z, headers, label)
     except CheckpointError:
         raise
-    except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile,
+            NotImplementedError, OverflowError, RecursionError) as e:
         raise CheckpointError(f"{label}: corrupt checkpoint ({type(e).__name__}: {e})") from None
 
 
 def _load_checked(z, headers, label) -> Checkpoint:
-    _expect(headers, "format_version", (), "iu", label)
+    _expect(headers, "format_version", (), np.int64, label)
     version = int(z["format_version"])
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{label}: format version {version}, this charrnn reads "
                               f"version {FORMAT_VERSION}")
     for key in ("config", "train_state", "meta"):
-        _expect(headers, key, (), "U", label)
+        _expect(headers, key, (), "str", label)
     config = _json(z["config"], "config", label)
     try:
         mcfg = ModelConfig.from_dict(config["model"])
         tcfg = TrainConfig.from_dict(config["train"])
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{label}: config is incomplete ({e})") from None
     _check_config(mcfg, tcfg, label)
+    expected = {"format_version", "config", "train_state", "meta", "vocab", "state.h", "state.c"}
+    expected |= {f"param.{name}" for name, _ in M.param_shapes(mcfg)}
+    expected |= {f"optim.{slot}" for slot in OPTIM_SLOTS[tcfg.optimizer]}
+    unknown = sorted(set(headers) - expected)
+    if unknown:
+        raise CheckpointError(f"{label}: corrupt checkpoint (unknown member {unknown[0]!r})")
     V, L, H = mcfg.vocab_size, mcfg.layers, mcfg.hidden
-    _expect(headers, "vocab", (V,), "iu", label)
+    _expect(headers, "vocab", (V,), np.int32, label)
     vocab = np.asarray(z["vocab"], dtype=np.int64)
     if V > 0 and (vocab.min() < 0 or vocab.max() > 0x10FFFF or np.any(np.diff(vocab) <= 0)):
         raise CheckpointError(f"{label}: vocabulary is not a sorted set of Unicode code points")
+    if np.any((vocab >= 0xD800) & (vocab <= 0xDFFF)):
+        raise CheckpointError(f"{label}: vocabulary holds surrogate code points, which are not "
+                              f"characters")
     dtype = np.dtype(tcfg.dtype)
-    flat = np.empty(M.num_params(mcfg), dtype)
     for name, shape in M.param_shapes(mcfg):
-        _expect(headers, f"param.{name}", shape, "f", label)
+        _expect(headers, f"param.{name}", shape, dtype, label)
+    flat = np.empty(M.num_params(mcfg), dtype)
     views = M.views(flat, mcfg)
     for name in views:
         views[name][:] = z[f"param.{name}"]
-    if not np.isfinite(flat).all():
-        raise CheckpointError(f"{label}: weights contain NaN or infinity")
+    _bounded(flat, MAX_WEIGHT, "weights", label)
     optim = {}
     for slot in OPTIM_SLOTS[tcfg.optimizer]:
-        _expect(headers, f"optim.{slot}", (flat.size,), "f", label)
-        optim[slot] = np.ascontiguousarray(z[f"optim.{slot}"], dtype=dtype)
-        if not np.isfinite(optim[slot]).all():
-            raise CheckpointError(f"{label}: optimizer state contains NaN or infinity")
-    _expect(headers, "state.h", None, "f", label)
+        _expect(headers, f"optim.{slot}", (flat.size,), dtype, label)
+        optim[slot] = np.ascontiguousarray(z[f"optim.{slot}"])
+        _bounded(optim[slot], MAX_OPTIM[slot], "optimizer state", label)
+        if slot != "m" and optim[slot].size and optim[slot].min() < 0:
+            raise CheckpointError(f"{label}: optimizer state {slot!r} has negative entries "
+                                  f"(it accumulates squares)")
+    _expect(headers, "state.h", None, dtype, label)
     sh = headers["state.h"][0]
-    if len(sh) != 3 or sh[0] != L or sh[2] != H:
+    if len(sh) != 3 or sh[0] != L or sh[2] != H or not 1 <= sh[1] <= 100_000:
         raise CheckpointError(f"{label}: 'state.h' has shape {sh}, expected ({L}, B, {H})")
-    _expect(headers, "state.c", sh, "f", label)
-    state_h = np.ascontiguousarray(z["state.h"], dtype=dtype)
-    state_c = np.ascontiguousarray(z["state.c"], dtype=dtype)
-    if not (np.isfinite(state_h).all() and np.isfinite(state_c).all()):
-        raise CheckpointError(f"{label}: hidden state contains NaN or infinity")
-    train_state = _json(z["train_state"], "train_state", label)
-    for key in ("step", "pos"):
-        if not isinstance(train_state.get(key), int) or train_state[key] < 0:
-            raise CheckpointError(f"{label}: train_state has no valid {key!r}")
+    if sh[1] != tcfg.batch_size:
+        raise CheckpointError(f"{label}: 'state.h' holds {sh[1]} streams, the config says "
+                              f"--batch-size {tcfg.batch_size}")
+    _expect(headers, "state.c", sh, dtype, label)
+    state_h = np.ascontiguousarray(z["state.h"])
+    state_c = np.ascontiguousarray(z["state.c"])
+    _bounded(state_h, 1.0, "hidden state", label)
+    _bounded(state_c, MAX_WEIGHT, "cell state", label)
+    train_state = _check_train_state(_json(z["train_state"], "train_state", label), label)
     meta = _json(z["meta"], "meta", label)
     return Checkpoint(mcfg, tcfg, Vocab(vocab), flat, optim, state_h, state_c, train_state, meta)
+
+
+def _bounded(a, limit, what, label):
+    """Finite, and no entry beyond +-limit: a checkpoint that loads must not overflow
+    to NaN on its first step."""
+    if not np.isfinite(a).all():
+        raise CheckpointError(f"{label}: {what} contain NaN or infinity")
+    if a.size and np.abs(a).max() > limit:
+        raise CheckpointError(f"{label}: {what} hold values beyond +-{limit:g}, which no "
+                              f"training produces")
+
+
+def _check_train_state(ts, label):
+    """Counters in range, a well-formed random generator state; returns ts."""
+    def bad(what):
+        raise CheckpointError(f"{label}: train_state has {what}")
+
+    def count(key, hi=MAX_COUNT, required=True):
+        v = ts.get(key)
+        if v is None and not required:
+            return
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
+            bad(f"no valid {key!r} ({v!r})")
+
+    count("step")
+    count("pos")
+    count("chars", hi=MAX_COUNT * 1_000_000, required=False)
+    count("since_best", required=False)
+    for key in ("elapsed", "epoch"):
+        v = ts.get(key, 0.0)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0 <= v < 1e12):
+            bad(f"an invalid {key!r} ({v!r})")
+    for key in ("best_val", "last_val"):
+        v = ts.get(key)
+        if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+            bad(f"an invalid {key!r} ({v!r})")
+    h = ts.get("horizon")
+    if h is not None:
+        ok = isinstance(h, dict) and len(h) == 1 and (
+            ("steps" in h and isinstance(h["steps"], int) and 0 <= h["steps"] <= MAX_COUNT) or
+            ("seconds" in h and isinstance(h["seconds"], (int, float)) and 0 <= h["seconds"] < 1e9))
+        if not ok:
+            bad(f"an invalid 'horizon' ({h!r})")
+    try:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = ts["rng"]
+    except Exception:  # noqa: BLE001 - NumPy raises several kinds for a bad state
+        bad("no valid random generator state")
+    return ts
 
 
 def _check_config(m: ModelConfig, t: TrainConfig, label):
@@ -240,6 +354,19 @@ def _check_config(m: ModelConfig, t: TrainConfig, label):
         problems.append(f"unknown optimizer {t.optimizer!r}")
     if t.dtype not in ("float32", "float64"):
         problems.append(f"unknown dtype {t.dtype!r}")
+    if t.schedule not in SCHEDULES:
+        problems.append(f"unknown schedule {t.schedule!r}")
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    for name, value, lo, hi in [("batch_size", t.batch_size, 1, 100_000), ("seq_len", t.seq_len, 1, 100_000),
+                                ("eval_every", t.eval_every, 0, MAX_COUNT)]:
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            problems.append(f"{name} {value!r} out of range")
+    for name, value, lo, hi in [("lr", t.lr, 0, 1e3), ("min_lr", t.min_lr, 0, 1e3), ("clip", t.clip, 0, 1e9),
+                                ("warmup", t.warmup, 0, MAX_COUNT), ("val_frac", t.val_frac, 0, 1)]:
+        if not num(value) or not lo <= value <= hi or (name == "lr" and value == 0):
+            problems.append(f"{name} {value!r} out of range")
+    if t.patience is not None and (not isinstance(t.patience, int) or t.patience < 1):
+        problems.append(f"patience {t.patience!r} out of range")
     if problems:
         raise CheckpointError(f"{label}: bad config: {'; '.join(problems)}")
     if M.num_params(m) * 4 > MAX_ARRAY_BYTES:

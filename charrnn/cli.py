@@ -130,10 +130,10 @@ def load_checkpoint(path):
         raise DataError(str(e)) from None
 
 
-def read_corpus(paths, encoding, vocab=None):
-    from charrnn.data import CorpusError, read_corpus as _read
+def read_corpus(paths, encoding, vocab=None, max_chars=None):
+    from charrnn.data import MAX_CHARS, CorpusError, read_corpus as _read
     try:
-        return _read(paths, encoding, vocab)
+        return _read(paths, encoding, vocab, max_chars or MAX_CHARS)
     except CorpusError as e:
         raise DataError(str(e)) from None
 
@@ -227,7 +227,7 @@ MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and tra
               help="Peak learning rate  [default: adagrad 0.05, adam/rmsprop 0.002, sgd 1.0]")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="Learning-rate schedule over the run's --steps, --epochs or --time  "
-                   "[default: constant for adagrad, whose rates fall by themselves; cosine otherwise]")
+                   "[default: wsd: warm-up, stable, then a linear decay over the last fifth]")
 @click.option("--warmup", type=Warmup(), default=DEFAULT_WARMUP, show_default=True,
               help="Linear warm-up: a number of steps, or a fraction of the run (0.05).")
 @click.option("--min-lr", type=finite_float(0), default=None,
@@ -245,6 +245,8 @@ MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and tra
 @click.option("--plan/--no-plan", "use_plan", default=None,
               help="Let the planner choose the model and training settings for the --time budget "
                    "(the options you give still win)  [default: on with --time]")
+@click.option("--dry-run", is_flag=True,
+              help="Print the settings (and the plan) the run would use, then exit without training.")
 @click.option("--patience", type=Patience(), default=DEFAULT_PATIENCE, show_default=True,
               help="Stop after K evaluations without a new best validation loss ('off': never).")
 @click.option("--eval-every", type=click.IntRange(0), default=200, show_default=True,
@@ -259,13 +261,15 @@ MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and tra
 @click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
               help="Floating-point precision.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the corpus.")
+@click.option("--max-chars", type=click.IntRange(1), default=4_000_000_000, show_default=True,
+              help="Refuse a corpus longer than this (an endless input such as /dev/zero stops here).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--preview/--no-preview", default=True, show_default=True,
               help="Show a short sample at every evaluation.")
 @click.pass_context
 def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, optimizer, lr, schedule,
-          warmup, min_lr, clip, steps, epochs, seconds, use_plan, patience, eval_every, val_frac, out,
-          resume, seed, dtype, encoding, quiet, preview):
+          warmup, min_lr, clip, steps, epochs, seconds, use_plan, dry_run, patience, eval_every, val_frac, out,
+          resume, seed, dtype, encoding, max_chars, quiet, preview):
     """Train a character-level language model on CORPUS (files, or - for stdin).
 
     Writes checkpoints/<run>/latest.npz, best.npz (lowest validation loss) and
@@ -299,66 +303,74 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
             steps, epochs, seconds = _saved_bound(ck)
     elif steps is None and epochs is None and seconds is None:
         steps = DEFAULT_STEPS
-    data = read_corpus(list(corpus), encoding, ck.vocab if ck else None)
-    if len(data.vocab) < 2:
-        raise DataError(f"{', '.join(corpus)}: only one distinct character; "
-                        f"there is nothing to learn")
-    from charrnn.config import ModelConfig, TrainConfig
-    fingerprint = runs.fingerprint(data.ids)
-    plan = None
-    if ck is not None:
-        mcfg = ck.model_cfg
-        old = ck.train_cfg
-        keep = {k: ctx.params[k] for k in ("schedule", "warmup", "min_lr", "clip", "patience") if given(k)}
-        tcfg = TrainConfig(**{**old.to_dict(), "steps": steps, "epochs": epochs, "time": seconds,
-                              "lr": lr if lr is not None else old.lr, "eval_every": eval_every, **keep})
-        if ck.meta.get("fingerprint") not in (None, fingerprint):
-            raise DataError(f"{', '.join(corpus)}: not the text this run was trained on "
-                            f"({len(data.ids):,} chars now, {ck.meta.get('corpus_chars', '?'):,} then); "
-                            f"resume with the same files, or start a new run")
-        out = out or os.path.dirname(os.path.abspath(resume))
-    else:
-        chosen = {k: ctx.params[k] for k in ctx.params if given(k)}
-        if seconds is not None and use_plan is not False:
-            from charrnn.planner import plan_run
-            n_train = int((1.0 - val_frac) * len(data.ids))
-            plan = plan_run(seconds, n_train, len(data.vocab), chosen, dtype=dtype,
-                            log=None if quiet else lambda m: click.echo(m, err=True))
-            chosen = {**plan.settings, **chosen}
-        pick = lambda k, default: chosen.get(k, default)  # noqa: E731
-        model, optimizer = pick("model", model), pick("optimizer", optimizer)
-        lr = pick("lr", None) or DEFAULT_LR[optimizer]
-        mcfg = ModelConfig(model=model, hidden=pick("hidden", hidden), layers=pick("layers", layers),
-                           vocab_size=len(data.vocab), dropout=pick("dropout", dropout))
-        tcfg = TrainConfig(batch_size=pick("batch_size", batch_size), seq_len=pick("seq_len", seq_len),
-                           optimizer=optimizer, lr=lr, clip=clip, steps=steps, epochs=epochs,
-                           time=seconds, eval_every=pick("eval_every", eval_every), val_frac=val_frac,
-                           seed=seed, dtype=dtype,
-                           warmup=pick("warmup", warmup if given("warmup") or steps is None
-                                        else float(min(warmup, max(1, steps // 10)))),
-                           schedule=pick("schedule", schedule or DEFAULT_SCHEDULE[optimizer]),
-                           min_lr=min_lr if min_lr is not None else lr / 10,
-                           patience=pick("patience", patience))
-        if tcfg.min_lr > tcfg.lr:
-            raise click.BadParameter(f"{tcfg.min_lr:g} is above the learning rate {tcfg.lr:g}",
-                                     param_hint="--min-lr")
-        out = out or runs.default_run_dir(corpus, model)
-    from charrnn.data import CorpusError
-    from charrnn.training import NonFiniteError, Trainer, run
-    meta = {"corpus": [os.path.basename(c) if c != "-" else "<stdin>" for c in corpus],
-            "corpus_chars": int(len(data.ids)), "corpus_bytes": int(data.nbytes),
-            "fingerprint": fingerprint, "command": "charrnn " + " ".join(sys.argv[1:]),
-            "version": __version__}
-    if plan is not None:
-        meta["plan"] = plan.to_dict()
-    try:
-        trainer = Trainer(mcfg, tcfg, data.ids, data.vocab, meta, resume=ck)
-    except CorpusError as e:
-        raise DataError(str(e)) from None
-    if plan is not None:    # the time spent planning counts against the budget
-        seconds = max(1.0, seconds - plan.seconds_spent)
-    from charrnn.progress import TrainDisplay, summary
-    with runs.lock_run_dir(out):
+    out = out or (os.path.dirname(os.path.abspath(resume)) if ck is not None
+                  else runs.default_run_dir(corpus, model))
+    _guard_run_folder(out, resume, ck)
+    import contextlib
+    # checked and locked before the corpus is read: a locked or unwritable folder fails at once
+    with contextlib.nullcontext() if dry_run else runs.lock_run_dir(out):
+        data = read_corpus(list(corpus), encoding, ck.vocab if ck else None, max_chars)
+        if len(data.vocab) < 2:
+            raise DataError(f"{', '.join(corpus)}: only one distinct character; "
+                            f"there is nothing to learn")
+        from charrnn.config import ModelConfig, TrainConfig
+        fingerprint = runs.fingerprint(data.ids)
+        plan = None
+        if ck is not None:
+            mcfg = ck.model_cfg
+            old = ck.train_cfg
+            keep = {k: ctx.params[k] for k in ("schedule", "warmup", "min_lr", "clip", "patience") if given(k)}
+            tcfg = TrainConfig(**{**old.to_dict(), "steps": steps, "epochs": epochs, "time": seconds,
+                                  "lr": lr if lr is not None else old.lr, "eval_every": eval_every, **keep})
+            if ck.meta.get("fingerprint") not in (None, fingerprint):
+                raise DataError(f"{', '.join(corpus)}: not the text this run was trained on "
+                                f"({len(data.ids):,} chars now, {ck.meta.get('corpus_chars', '?'):,} then); "
+                                f"resume with the same files, or start a new run")
+        else:
+            chosen = {k: ctx.params[k] for k in ctx.params if given(k)}
+            if seconds is not None and use_plan is not False:
+                from charrnn.planner import plan_run
+                n_train = int((1.0 - val_frac) * len(data.ids))
+                plan = plan_run(seconds, n_train, len(data.vocab), chosen, dtype=dtype,
+                                log=None if quiet else lambda m: click.echo(m, err=True))
+                chosen = {**plan.settings, **chosen}
+            pick = lambda k, default: chosen.get(k, default)  # noqa: E731
+            model, optimizer = pick("model", model), pick("optimizer", optimizer)
+            lr = pick("lr", None) or DEFAULT_LR[optimizer]
+            mcfg = ModelConfig(model=model, hidden=pick("hidden", hidden), layers=pick("layers", layers),
+                               vocab_size=len(data.vocab), dropout=pick("dropout", dropout))
+            tcfg = TrainConfig(batch_size=pick("batch_size", batch_size), seq_len=pick("seq_len", seq_len),
+                               optimizer=optimizer, lr=lr, clip=clip, steps=steps, epochs=epochs,
+                               time=seconds, eval_every=pick("eval_every", eval_every), val_frac=val_frac,
+                               seed=seed, dtype=dtype,
+                               warmup=pick("warmup", warmup if given("warmup") or steps is None
+                                            else float(min(warmup, max(1, steps // 10)))),
+                               schedule=pick("schedule", schedule or DEFAULT_SCHEDULE[optimizer]),
+                               min_lr=min_lr if min_lr is not None else lr / 10,
+                               patience=pick("patience", patience))
+            if tcfg.min_lr > tcfg.lr:
+                raise click.BadParameter(f"{tcfg.min_lr:g} is above the learning rate {tcfg.lr:g}",
+                                         param_hint="--min-lr")
+        from charrnn.data import CorpusError
+        from charrnn.training import NonFiniteError, Trainer, run
+        meta = {"corpus": [os.path.basename(c) if c != "-" else "<stdin>" for c in corpus],
+                "corpus_chars": int(len(data.ids)), "corpus_bytes": int(data.nbytes),
+                "fingerprint": fingerprint, "command": "charrnn " + " ".join(sys.argv[1:]),
+                "version": __version__}
+        if plan is not None:
+            meta["plan"] = plan.to_dict()
+        if dry_run:
+            import json
+            click.echo(json.dumps({"model": mcfg.to_dict(), "train": tcfg.to_dict(),
+                                   "plan": meta.get("plan")}, indent=2))
+            return
+        try:
+            trainer = Trainer(mcfg, tcfg, data.ids, data.vocab, meta, resume=ck)
+        except CorpusError as e:
+            raise DataError(str(e)) from None
+        if plan is not None:    # the time spent planning counts against the budget
+            seconds = max(1.0, seconds - plan.seconds_spent)
+        from charrnn.progress import TrainDisplay, summary
         display = TrainDisplay(quiet=quiet, preview=runs.preview_sampler() if preview else None)
         try:
             result = run(trainer, out, steps=steps, epochs=epochs, seconds=seconds,
@@ -367,13 +379,37 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
             display.on_done({})
             raise StopTraining(f"{e}; stopped without saving it, the last good checkpoints "
                                f"in {out} are kept (try a lower --lr or --clip)", 3) from None
-    interrupted = result["signal"] is not None
-    if not quiet:
-        import shlex
-        click.echo(summary(result, out, interrupted, " ".join(shlex.quote(c) for c in corpus)), err=True)
-    if interrupted:
-        import signal
-        sys.exit(130 if result["signal"] == signal.SIGINT else 143)
+        interrupted = result["signal"] is not None
+        if not quiet:
+            import shlex
+            click.echo(summary(result, out, interrupted, " ".join(shlex.quote(c) for c in corpus)), err=True)
+        if interrupted:
+            import signal
+            sys.exit(130 if result["signal"] == signal.SIGINT else 143)
+
+
+def _guard_run_folder(out, resume, ck):
+    """Never lose a run: a fresh run may not write into a folder holding one, and a run
+    resumed from another checkpoint than the folder's latest.npz (its best.npz, say)
+    may not overwrite a newer latest.npz there."""
+    latest = os.path.join(out, "latest.npz")
+    if ck is None:
+        found = [n for n in ("latest.npz", "best.npz") if os.path.exists(os.path.join(out, n))]
+        if found:
+            raise DataError(f"{out}: already holds a run ({found[0]}); continue it with "
+                            f"--resume {out}, or choose another --out")
+        return
+    if os.path.abspath(resume) == os.path.abspath(latest) or not os.path.isfile(latest):
+        return
+    from charrnn.checkpoint import CheckpointError, load
+    try:
+        theirs = load(latest).train_state["step"]
+    except CheckpointError:
+        theirs = None
+    if theirs is None or theirs > ck.train_state["step"]:
+        raise DataError(f"{latest} is newer (step {theirs}) than {resume} (step "
+                        f"{ck.train_state['step']}); resuming here would overwrite it: give --out "
+                        f"NEW_FOLDER to branch off from {os.path.basename(resume)}")
 
 
 def _check_train_options(given, p):
@@ -438,10 +474,16 @@ def checkpoint_option(f):
               help="Sample only among the likeliest characters holding this much probability.")
 @click.option("--prime", "-p", default="", help="Text the model reads first; the output starts with it.")
 @click.option("--seed", type=click.IntRange(0), default=None, help="Random seed: same seed, same text.")
-@click.option("--num", type=click.IntRange(1), default=1, show_default=True,
-              help="Number of samples, separated by a blank line.")
+@click.option("--num", type=click.IntRange(1, 100_000), default=1, show_default=True,
+              help="Number of samples, made together as parallel streams and written one after "
+                   "another, separated by a blank line.")
 @click.option("--stop", default=None, help="End a sample where this string appears (not printed).")
-def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, stop):
+@click.option("--interactive", "-i", is_flag=True,
+              help="Read a line at a time, prime the model with it and continue it, until Ctrl-D.")
+@click.option("--carry", is_flag=True,
+              help="With --interactive: keep the model's state from line to line (one running "
+                   "text) instead of starting each line afresh.")
+def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, stop, interactive, carry):
     """Generate text from a trained model, streamed to stdout as it is made.
 
     Only the generated text goes to stdout, so it pipes cleanly into other tools.
@@ -453,33 +495,51 @@ def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, sto
       charrnn sample -c checkpoints/shakespeare-lstm-20261123-101500 --prime "ROMEO:" -n 500
       charrnn sample --length 0 | head -c 300
       charrnn sample --num 5 --stop $'\\n\\n' --seed 7
+      charrnn sample --interactive --length 200 --stop $'\\n\\n'
     """
     import signal
     if top_p > 1:
         raise click.BadParameter("must be at most 1", param_hint="--top-p")
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # a closed reader ends us quietly, like `yes`
     ck = load_checkpoint(resolve_checkpoint(checkpoint))
-    from charrnn.sampling import Generator
+    from charrnn.sampling import Many
     unknown = ck.vocab.missing(prime)
     if unknown:
         raise click.BadParameter(f"characters not in the model's vocabulary: {''.join(unknown)!r}",
                                  param_hint="--prime")
     if stop == "":
         raise click.BadParameter("must not be empty", param_hint="--stop")
-    gen = Generator(ck.model_cfg, ck.params, ck.vocab, seed=seed)
+    if carry and not interactive:
+        raise click.BadParameter("only with --interactive", param_hint="--carry")
+    if length == 0 and num > 1:
+        raise click.BadParameter("0 (endless) needs --num 1: the next sample would never come",
+                                 param_hint="--length")
+    gen = Many(ck.model_cfg, ck.params, ck.vocab, 1 if interactive else num, seed=seed)
+    kw = dict(temp=0.0 if argmax else temp, top_k=top_k, top_p=top_p, stop=stop)
+    if interactive:
+        if prime or num != 1:
+            raise click.UsageError("--interactive reads its primes from the input: drop --prime and --num")
+        from charrnn.interactive import session
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        session(gen, ck.vocab, length=length, carry=carry, **kw)
+        return
     out = sys.stdout
+    written = 0         # samples begun on stdout: each is its prime, then its text
+
+    def begin_next():
+        nonlocal written
+        out.write(("\n\n" if written else "") + prime)
+        written += 1
     try:
-        for k in range(num):
-            if k:
-                out.write("\n\n")
-            gen.reset()
-            gen.prime(prime)
-            out.write(prime)
+        gen.reset()
+        gen.prime(prime)
+        for i, chunk in gen.samples(length, **kw):
+            while written <= i:
+                begin_next()
+            out.write(chunk)
             out.flush()
-            for chunk in gen.stream(length, temp=0.0 if argmax else temp, top_k=top_k,
-                                    top_p=top_p, stop=stop):
-                out.write(chunk)
-                out.flush()
+        while written < num:        # samples that stopped before their first character
+            begin_next()
         out.write("\n")
         out.flush()
     except KeyboardInterrupt:
@@ -560,11 +620,88 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
     from charrnn.ui import eval_tables, heatmap_text, stdout_console
     console = stdout_console()
     for table in eval_tables(rows, total, ranked):
-        console.print(table)
+        table.show(console)
     if heatmap:
         for name, text, losses in shown:
             console.print(f"[bold]{name}[/bold]" if console.is_terminal else name)
             console.print(heatmap_text(text, losses), soft_wrap=True)
+
+
+# ------------------------------------------------------------------ complete
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("text")
+@checkpoint_option
+@click.option("--words", "-k", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="How many continuations to show.")
+@click.option("--beam", "-w", type=click.IntRange(1, 1000), default=8, show_default=True,
+              help="Beam width: unfinished strings kept at each length (1 = greedy).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def complete(text, checkpoint, words, beam, as_json):
+    """Autocomplete: the likeliest next words after TEXT, with their probabilities.
+
+    Each continuation runs up to the next word boundary (a space or punctuation);
+    its probability is exact: the product of the model's probabilities of its
+    characters and of a boundary after them. Found by beam search.
+
+    \b
+    Examples:
+      charrnn complete "Hello, welcome to the"
+      charrnn complete "ROMEO: I will" --words 10 --beam 16
+      charrnn complete "to be or not to" --json
+    """
+    ck = load_checkpoint(resolve_checkpoint(checkpoint))
+    unknown = ck.vocab.missing(text)
+    if unknown:
+        raise click.BadParameter(f"characters not in the model's vocabulary: {''.join(unknown)!r}",
+                                 param_hint="TEXT")
+    from charrnn.complete import complete as run_complete
+    found = run_complete(ck, text, words=words, beam=beam)
+    if as_json:
+        import json
+        click.echo(json.dumps([{"rank": k + 1, "text": s, "probability": p}
+                               for k, (s, p) in enumerate(found)], indent=2))
+        return
+    from charrnn.ui import Grid, stdout_console
+    console = stdout_console()
+    g = Grid(f"after {text!r}", ("rank", "continuation", "probability"), left=("continuation",),
+             whole=("continuation",))
+    for k, (s, p) in enumerate(found):      # newlines and tabs shown escaped, as \n and \t
+        shown = s.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+        g.add_row(k + 1, shown, f"{p:.4%}" if console.is_terminal else f"{p:.6g}")
+    g.show(console)
+
+
+# ------------------------------------------------------------------ export
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True,
+              help="Output format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True,
+              help="File to write.")
+def export(checkpoint, fmt, output):
+    """Export a model to run elsewhere: ONNX, one step per call (see README).
+
+    Needs the onnx extra: pip install "charrnn[onnx]".
+
+    \b
+    Examples:
+      charrnn export checkpoints/shakespeare-lstm-20261123-101500 -o model.onnx
+      charrnn export model.npz --format onnx -o model.onnx
+    """
+    from charrnn.export import ExportError, export_onnx
+    ck = load_checkpoint(resolve_checkpoint(checkpoint))
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise DataError(f"{output}: cannot write here (no such folder, or permission denied)")
+    try:
+        export_onnx(ck, output)
+    except ExportError as e:
+        raise DataError(str(e)) from None
+    except OSError as e:
+        raise DataError(f"{output}: {e.strerror}") from None
+    click.echo(f"wrote {output} ({os.path.getsize(output):,} bytes)", err=True)
 
 
 # ------------------------------------------------------------------ info, runs, plot
@@ -582,7 +719,7 @@ def info(checkpoint):
     path = resolve_checkpoint(checkpoint)
     ck = load_checkpoint(path)
     from charrnn.ui import info_table, stdout_console
-    stdout_console().print(info_table(ck, path))
+    info_table(ck, path).show(stdout_console())
 
 
 @cli.command(context_settings=CONTEXT)
@@ -602,7 +739,7 @@ def runs(root):
     if not found:
         click.echo(f"no runs under {root}/", err=True)
         return
-    stdout_console().print(runs_table(found))
+    runs_table(found, root).show(stdout_console())
 
 
 @cli.command(context_settings=CONTEXT)

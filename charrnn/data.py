@@ -19,6 +19,7 @@ import numpy as np
 from charrnn.vocab import Vocab
 
 CHUNK = 1 << 20  # bytes per read: ~20 MB of temporaries while encoding
+MAX_CHARS = 4_000_000_000   # default bound: far above any real corpus; /dev/zero stops here
 
 
 class CorpusError(Exception):
@@ -100,7 +101,7 @@ def _check_path(path):
         raise CorpusError(f"{path}: not readable (permission denied)")
 
 
-def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None) -> Corpus:
+def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None, max_chars: int = MAX_CHARS) -> Corpus:
     """Read and encode the files in `paths` ("-" is stdin), concatenated in order.
 
     With `vocab` given (resuming, evaluating) characters must belong to it;
@@ -112,18 +113,21 @@ def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None) -> Corpus:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
     stdin_spool: dict = {}
     try:
-        return _encode(paths, encoding, vocab, stdin_spool)
+        return _encode(paths, encoding, vocab, stdin_spool, max_chars)
     finally:
         for spool in stdin_spool.values():
             spool.close()
 
 
-def _encode(paths, encoding, vocab, stdin_spool) -> Corpus:
+def _encode(paths, encoding, vocab, stdin_spool, max_chars=MAX_CHARS) -> Corpus:
     charset, n, nbytes = set(), 0, 0
     for path in paths:
         for text in text_chunks(path, encoding, stdin_spool):
             charset.update(text)
             n += len(text)
+            if n > max_chars:
+                raise CorpusError(f"{path}: more than {max_chars:,} characters; stopped reading "
+                                  f"(an endless input? raise --max-chars for a corpus this large)")
         nbytes += stdin_spool["-"].tell() if path == "-" else os.path.getsize(path)
     if n == 0:
         raise CorpusError(f"{', '.join(paths)}: the corpus is empty")

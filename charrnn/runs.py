@@ -28,16 +28,21 @@ def lock_run_dir(path):
     import fcntl
     import click
 
+    created = not os.path.exists(path)
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, f".write-test-{os.getpid()}")
-        with open(probe, "wb") as f:
-            f.write(b"x")
+        pfd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.close(pfd)
         os.unlink(probe)
     except OSError as e:
         raise click.ClickException(f"{path}: cannot write checkpoints here ({e.strerror}); "
                                    f"choose another folder with --out") from None
-    fd = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:    # never through a symlink planted in the run folder
+        fd = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        raise click.ClickException(f"{os.path.join(path, '.lock')}: cannot open the run lock "
+                                   f"({e.strerror}; is it a symlink?)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -47,11 +52,21 @@ def lock_run_dir(path):
                                    f"to this run folder; wait for it or use --out") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
+    from charrnn.checkpoint import remove_stale_temporaries
+    remove_stale_temporaries(path)
+    failed = True
     try:
         yield
+        failed = False
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+        if failed and created and os.listdir(path) == [".lock"]:   # nothing was written: no trace
+            try:
+                os.unlink(os.path.join(path, ".lock"))
+                os.rmdir(path)
+            except OSError:
+                pass
 
 
 def preview_sampler(length=160, temp=0.8):

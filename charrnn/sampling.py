@@ -102,3 +102,105 @@ class Generator:
                 yield text
         if held:
             yield held
+
+
+class Many:
+    """N samples at once: N streams through one batched step per character, in blocks
+    of K.BLOCK streams (kernels/sample.py says why), each with its own random stream
+    spawned from the seed, so that sample i is the same text whatever N is."""
+
+    def __init__(self, mcfg, params, vocab, n: int, seed=None):
+        L, H, G = mcfg.layers, mcfg.hidden, mcfg.gates * mcfg.hidden
+        self.mcfg, self.vocab, self.n = mcfg, vocab, n
+        self.kind = KINDS[mcfg.model]
+        dtype = params["Wy"].dtype
+        self.Wx0, self.Wy, self.by = params["l0.Wx"], params["Wy"], params["by"]
+        self.Wxu = np.ascontiguousarray(np.stack([params[f"l{l}.Wx"] for l in range(1, L)])) \
+            if L > 1 else np.zeros((1, H, G), dtype)
+        self.Wh = np.ascontiguousarray(np.stack([params[f"l{l}.Wh"] for l in range(L)]))
+        self.b = np.ascontiguousarray(np.stack([params[f"l{l}.b"] for l in range(L)]))
+        R = K.BLOCK
+        nb = -(-n // R)
+        self.h = np.zeros((nb, L, R, H), dtype)
+        self.c = np.zeros((nb, L, R, H), dtype)
+        self.ax, self.ah = np.zeros((nb, R, G), dtype), np.zeros((nb, R, G), dtype)
+        self.logits = np.zeros((nb, R, mcfg.vocab_size), dtype)
+        self.x = np.zeros((nb, R), np.int64)
+        root = np.random.SeedSequence(seed)
+        self.seed = root.entropy
+        self.rngs = [np.random.default_rng(np.random.SeedSequence(root.entropy, spawn_key=(i,)))
+                     for i in range(n)]
+        newline = vocab.index("\n")
+        self.start = newline if newline >= 0 else 0
+        self.x[:] = self.start
+
+    def reset(self):
+        """Every stream back to the zero state, as if after a newline."""
+        self.h[:] = 0
+        self.c[:] = 0
+        self.x[:] = self.start
+
+    @property
+    def last(self) -> int:
+        """The id that sample 0 reads next (its last character)."""
+        return int(self.x[0, 0])
+
+    def prime(self, text: str):
+        """Every stream reads `text` from its current state (characters must be in the
+        vocabulary: KeyError otherwise); generation continues after its last character."""
+        if not text:
+            return
+        ids = self.vocab.encode(text).astype(np.int64)
+        if len(ids) > 1:
+            feed = np.broadcast_to(ids[:-1, None, None], (len(ids) - 1,) + self.x.shape).copy()
+            live = np.ones(self.x.shape[0], np.bool_)
+            K.feed_blocks(self.kind, feed, live, self.Wx0, self.Wxu, self.Wh, self.b, self.h, self.c,
+                          self.ax, self.ah)
+        self.x[:] = ids[-1]
+
+    def stream(self, length, **kw):
+        """Text chunks of sample 0 (see `samples`): one stream, as Generator.stream."""
+        for _, chunk in self.samples(length, **kw):
+            yield chunk
+
+    def samples(self, length, temp=1.0, top_k=0, top_p=1.0, stop=None, max_latency=0.02):
+        """Yield (i, text) chunks of the samples, in order: all of sample 0 first, as it is
+        made, then sample 1 (made meanwhile and held back), and so on; each sample ends
+        after `length` characters or where `stop` appears (not yielded)."""
+        R, n = K.BLOCK, self.n
+        texts, done = [""] * n, [False] * n
+        cur, sent, made, chunk = 0, 0, 0, 16
+        inv_temp = np.inf if temp == 0 else 1.0 / temp
+        while cur < n:
+            steps = chunk if length == 0 else min(chunk, length - made)
+            live = np.array([not all(done[k * R:min(n, (k + 1) * R)]) for k in range(self.x.shape[0])])
+            u = np.zeros(self.x.shape + (steps,))
+            for i in range(n):              # each stream draws its own, done or not
+                u[i // R, i % R] = self.rngs[i].random(steps)
+            out = np.zeros(self.x.shape + (steps,), np.int64)
+            t0 = time.perf_counter()
+            K.generate_blocks(self.kind, self.x, steps, live, self.Wx0, self.Wxu, self.Wh, self.b,
+                              self.Wy, self.by, self.h, self.c, u, inv_temp, top_k, top_p, out,
+                              self.ax, self.ah, self.logits)
+            dt = time.perf_counter() - t0
+            made += steps
+            if dt > 0:
+                chunk = int(min(4096, max(1, steps * max_latency / dt)))
+            for i in range(n):
+                if done[i]:
+                    continue
+                texts[i] += self.vocab.decode(out[i // R, i % R])
+                if stop and stop in texts[i]:
+                    texts[i], done[i] = texts[i][:texts[i].index(stop)], True
+                elif length and made >= length:
+                    done[i] = True
+            while cur < n:                  # write what may be written, in order
+                keep = 0 if done[cur] or not stop else len(stop) - 1   # a stop may be starting
+                upto = max(sent, len(texts[cur]) - keep)
+                if upto > sent:
+                    yield cur, texts[cur][sent:upto]
+                    sent = upto
+                if not done[cur]:
+                    break
+                texts[cur] = ""
+                cur, sent = cur + 1, 0

@@ -65,6 +65,10 @@ class Trainer:
             self.last_val = ts.get("last_val")
             self.since_best = ts.get("since_best", 0)
             self.horizon = ts.get("horizon")
+            if ts["pos"] > self.batches.per_stream:
+                from charrnn.data import CorpusError
+                raise CorpusError(f"the checkpoint's stream position {ts['pos']:,} is beyond this "
+                                  f"text's {self.batches.per_stream:,} characters per stream")
             self.batches.pos = ts["pos"]
             self.meta = {**resume.meta, **self.meta}
         self.p = M.views(self.flat, mcfg)

@@ -11,21 +11,54 @@ def stdout_console() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
 
+class Grid:
+    """A table as data: a title, column names, rows of strings. `show` renders it
+    as a rich table on a terminal (nothing cut: long cells fold), and as plain
+    tab-separated lines, a header line first, anywhere else (gh, kubectl -o)."""
+
+    def __init__(self, title, columns, left=(), terminal_header=True, whole=()):
+        """left: left-justified columns; whole: columns never folded on a terminal
+        either (run names, paths: what a user copies)."""
+        self.title, self.columns, self.left, self.rows = title, list(columns), set(left), []
+        self.terminal_header, self.whole = terminal_header, set(whole)
+
+    def add_row(self, *cells):
+        self.rows.append([str(c) for c in cells])
+
+    def show(self, console: Console):
+        if not console.is_terminal:
+            clean = lambda c: c.replace("\t", " ").replace("\n", " | ")  # noqa: E731
+            console.file.write("\t".join(self.columns) + "\n")
+            for r in self.rows:
+                console.file.write("\t".join(clean(c) for c in r) + "\n")
+            console.file.flush()
+            return
+        t = Table(title=self.title, title_justify="left", show_header=self.terminal_header)
+        for k, col in enumerate(self.columns):
+            widest = max([len(r[k]) for r in self.rows] + [len(col)])
+            t.add_column(col, justify="left" if col in self.left else "right", overflow="fold",
+                         no_wrap=col in self.whole, min_width=widest if col in self.whole else None)
+        for r in self.rows:
+            t.add_row(*(Text(c) for c in r))
+        width = console.width
+        if self.whole:      # wider than the terminal rather than cut: the terminal wraps it
+            from rich.measure import Measurement
+            width = max(width, min(400, Measurement.get(console, console.options, t).maximum))
+        console.print(t, width=width, crop=False)
+
+
 def eval_tables(rows, total, ranked):
     tables = []
     if rows:
-        t = Table(title="loss per character", title_justify="left")
-        for col in ("file", "chars", "skipped", "nats/char", "bits/char", "perplexity"):
-            t.add_column(col, justify="left" if col == "file" else "right",
-                         overflow="fold" if col == "file" else "ellipsis")
+        t = Grid("loss per character", ("file", "chars", "skipped", "nats/char", "bits/char",
+                                         "perplexity"), left=("file",), whole=("file",))
         for r in rows + ([{"file": "total", **total}] if total and len(rows) > 1 else []):
             t.add_row(r["file"], f"{r['chars']:,}", f"{r['unknown']:,}", f"{r['loss']:.4f}",
                       f"{r['bpc']:.4f}", f"{r['perplexity']:.3f}")
         tables.append(t)
     if ranked:
-        t = Table(title="texts, likeliest first", title_justify="left")
-        for col in ("rank", "text", "log P (nats)", "nats/char", "chars"):
-            t.add_column(col, justify="left" if col == "text" else "right")
+        t = Grid("texts, likeliest first", ("rank", "text", "log P (nats)", "nats/char", "chars"),
+                 left=("text",))
         for k, r in enumerate(ranked):
             t.add_row(str(k + 1), r["text"], f"{r['logprob']:.3f}", f"{r['loss']:.4f}", str(r["chars"]))
         tables.append(t)
@@ -43,12 +76,11 @@ def heatmap_text(text, losses) -> Text:
     return out
 
 
-def info_table(ck, path) -> Table:
+def info_table(ck, path) -> Grid:
+    """Key and value rows (plain: 'key<TAB>value' lines under a 'key<TAB>value' header)."""
     from charrnn.model import num_params
     m, t, ts, meta = ck.model_cfg, ck.train_cfg, ck.train_state, ck.meta
-    tab = Table(show_header=False, title=str(path), title_justify="left")
-    tab.add_column(style="bold")
-    tab.add_column()
+    tab = Grid(str(path), ("key", "value"), left=("key", "value"), terminal_header=False)
     best = ts.get("best_val")
     rows = [
         ("model", f"{m.model}, {m.layers} layer(s) x {m.hidden} hidden, dropout {m.dropout:g}"),
@@ -67,15 +99,16 @@ def info_table(ck, path) -> Table:
     plan = meta.get("plan")
     if isinstance(plan, dict):
         rows.append(("plan", "\n".join(str(r) for r in plan.get("reasons", []))))
+    rows.insert(0, ("checkpoint", str(path)))
     for k, v in rows:
-        tab.add_row(k, Text(v))
+        tab.add_row(k, v)
     return tab
 
 
-def runs_table(runs) -> Table:
-    t = Table(title="runs under checkpoints/, newest first", title_justify="left")
-    for col in ("run", "model", "steps", "best val (nats/char)", "bits/char", "updated"):
-        t.add_column(col, justify="left" if col in ("run", "model", "updated") else "right")
+def runs_table(runs, root="checkpoints") -> Grid:
+    t = Grid(f"runs under {root}/, newest first",
+             ("run", "model", "steps", "best val (nats/char)", "bits/char", "updated"),
+             left=("run", "model", "updated"), whole=("run",))
     for r in runs:
         best = r["best_val"]
         t.add_row(r["name"], r["model"], f"{r['step']:,}",

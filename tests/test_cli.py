@@ -100,3 +100,38 @@ def test_plain_progress_estimates_time_left_from_after_the_first_step(bundled_te
     header, first, second = out.getvalue().splitlines()
     assert "left" not in first
     assert second.endswith(", 0:09 left")                     # 899 steps at 10 ms, not 45 s
+
+
+def _long_run(trained_run, tmp_path):
+    name = "a-very-long-run-name-that-a-user-must-copy-lstm-20261201-101500"
+    (tmp_path / "checkpoints").mkdir()
+    os.symlink(trained_run, tmp_path / "checkpoints" / name)
+    return name
+
+
+def test_tables_are_plain_tab_separated_lines_when_piped(trained_run, tmp_path):
+    name = _long_run(trained_run, tmp_path)
+    r = subprocess.run([sys.executable, "-m", "charrnn", "runs"], cwd=tmp_path, capture_output=True)
+    lines = r.stdout.decode().splitlines()
+    assert lines[0].split("\t") == ["run", "model", "steps", "best val (nats/char)", "bits/char", "updated"]
+    row = lines[1].split("\t")
+    assert row[0] == name and row[1] == "lstm 2x48" and row[2] == "150" and float(row[3]) > 0
+    assert "\x1b[" not in r.stdout.decode() and "…" not in r.stdout.decode()
+    r = run_cli("info", trained_run)
+    lines = r.stdout.decode().splitlines()
+    assert lines[0] == "key\tvalue" and all(line.count("\t") == 1 for line in lines)
+    info = dict(line.split("\t") for line in lines[1:])
+    assert info["checkpoint"].endswith("best.npz") and "48 hidden" in info["model"]
+    r = run_cli("eval", "-c", trained_run, "--text", "to be", "--text", "or not")
+    lines = r.stdout.decode().splitlines()
+    assert lines[0].split("\t")[:2] == ["rank", "text"] and len(lines) == 3
+    assert {lines[1].split("\t")[1], lines[2].split("\t")[1]} == {"to be", "or not"}
+
+
+def test_terminal_tables_never_cut_a_run_name(trained_run, tmp_path):
+    name = _long_run(trained_run, tmp_path)
+    env = dict(os.environ, FORCE_COLOR="1", COLUMNS="60")   # rich: a terminal 60 columns wide
+    r = subprocess.run([sys.executable, "-m", "charrnn", "runs"], cwd=tmp_path, capture_output=True, env=env)
+    out = r.stdout.decode()
+    assert "\t" not in out and "─" in out or "━" in out     # a drawn table
+    assert name in out                                       # whole, on one line

@@ -144,13 +144,13 @@ def test_second_trainer_on_same_folder_refused(corpus, tmp_path):
     p = start_train(corpus, out, "--steps", "100000", "--eval-every", "50")
     try:
         wait_for(out / "latest.npz")
-        r = run_cli("train", corpus, "--out", out, *TINY, "--steps", "5")
-        assert r.returncode == 1 and "another charrnn train" in r.stderr.decode()
+        r = run_cli("train", corpus, "--resume", out, "--steps", "5")
+        assert r.returncode == 1 and "another charrnn train" in r.stderr.decode(), r.stderr
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait()
     # the killed trainer's lock does not stay stuck
-    r = run_cli("train", corpus, "--out", out, *TINY, "--steps", "5")
+    r = run_cli("train", corpus, "--resume", out, "--steps", "5")
     assert r.returncode == 0, r.stderr
 
 

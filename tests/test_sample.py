@@ -158,3 +158,62 @@ def test_choose_draws_from_the_top_k_top_p_distribution(rng):
         expected = int(np.flatnonzero(np.cumsum(p) > u * p.sum())[0])
         got = K.choose(logits, inv_temp, top_k, top_p, u, probs, spare)
         assert got == expected, (trial, top_k, top_p)
+
+
+def many(ck, n, seed):
+    from charrnn.sampling import Many
+    m = Many(ck.model_cfg, ck.params, ck.vocab, n, seed=seed)
+    m.reset()
+    return m
+
+
+def collect(m, length, **kw):
+    out = [""] * m.n
+    order = []
+    for i, chunk in m.samples(length, **kw):
+        out[i] += chunk
+        order.append(i)
+    assert order == sorted(order)       # sample 0 first, then 1, ...: a clean concatenation
+    return out
+
+
+def test_sample_i_is_the_same_text_whatever_n(ck):
+    one = collect(many(ck, 1, 7), 300, temp=1.0)
+    three = collect(many(ck, 3, 7), 300, temp=1.0)
+    many_ = collect(many(ck, 21, 7), 300, temp=1.0)
+    assert one[0] == three[0] == many_[0] and len(one[0]) == 300
+    assert three == many_[:3]
+    assert len(set(many_)) == 21                                  # independent streams
+    assert collect(many(ck, 3, 8), 300, temp=1.0)[0] != one[0]   # another seed, another text
+    # each stream matches a plain NumPy statement of the model (the reference): greedy
+    g = gen(ck, 0)
+    assert collect(many(ck, 9, 1), 120, temp=0.0) == [g.text("\n", 120, temp=0.0)] * 9
+
+
+def test_stop_ends_each_stream_on_its_own(ck):
+    kw = dict(temp=1.0, stop="\n")
+    got = collect(many(ck, 12, 3), 400, **kw)
+    assert all("\n" not in s for s in got)
+    assert len({len(s) for s in got}) > 1                         # they end at different places
+    full = collect(many(ck, 12, 3), 400, temp=1.0)
+    assert [f.split("\n")[0] for f in full] == got                # each: its own text up to stop
+    # primed: the same prime for every stream
+    m = many(ck, 4, 3)
+    m.prime("ROMEO:")
+    primed = collect(m, 50, temp=1.0)
+    m1 = many(ck, 1, 3)
+    m1.prime("ROMEO:")
+    assert collect(m1, 50, temp=1.0)[0] == primed[0]
+
+
+def test_cli_num_reproduces_first_sample_and_separates(trained_run):
+    a = run_cli("sample", "-c", trained_run, "--num", "1", "--seed", "11", "--length", "200")
+    b = run_cli("sample", "-c", trained_run, "--num", "32", "--seed", "11", "--length", "200")
+    assert a.returncode == b.returncode == 0
+    samples = b.stdout.decode()[:-1].split("\n\n")
+    assert b.stdout.decode().startswith(a.stdout.decode()[:-1])
+    assert b.stdout.decode().count("\n\n") >= 31
+    for args, words in [(["--num", "0"], "--num"), (["--num", "-2"], "--num"),
+                        (["--num", "3", "--length", "0"], "--length")]:
+        r = run_cli("sample", "-c", trained_run, *args)
+        assert r.returncode == 2 and words in r.stderr.decode(), r.stderr

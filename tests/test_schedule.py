@@ -205,7 +205,7 @@ def test_durations_reach_the_run(tmp_path, bundled_text):
     corpus = tmp_path / "c.txt"
     corpus.write_text(bundled_text[:30_000], encoding="utf-8")
     r = run_cli("train", corpus, "--time", "0.1m", "--no-plan", "--hidden", "16", "--layers", "1",
-                "--batch-size", "4", "--seq-len", "16", "-q", "--out", tmp_path / "r")
+                "--batch-size", "4", "--seq-len", "16", "-q", "--patience", "off", "--out", tmp_path / "r")
     assert r.returncode == 0, r.stderr.decode()
     ck = C.load(str(tmp_path / "r" / "latest.npz"))
     assert ck.train_cfg.time == 6.0 and ck.train_state["horizon"] == {"seconds": 6.0}

@@ -10,7 +10,7 @@ from numba import njit
 
 from charrnn.kernels import JIT
 from charrnn.kernels.act import sigmoid, tanh
-from charrnn.kernels.blas import gemv
+from charrnn.kernels.blas import gemm, gemv
 
 
 @njit(**JIT)
@@ -130,3 +130,86 @@ def generate(kind, x_id, n, Wx0, Wxu, Wh, b, Wy, by, h, c, uniforms, inv_temp, t
         if x_id == break_id:
             return k + 1
     return n
+
+
+# ---------------------------------------------------------------- many streams at once
+# Streams go in blocks of BLOCK rows, each block through its own matrix products of
+# exactly BLOCK rows: a row of a product depends only on its own inputs for a given
+# shape, so stream i computes the same numbers whether 1 or 100 streams run (sample i
+# is the same text whatever --num is). Arrays are (blocks, BLOCK, ...).
+BLOCK = 8
+
+
+@njit(**JIT)
+def block_step(kind, x_ids, Wx0, Wxu, Wh, b, h, c, ax, ah):
+    """Advance the BLOCK streams of one block by one character each: x_ids (BLOCK,),
+    h, c (L, BLOCK, H) updated; ax, ah (BLOCK, G) scratch."""
+    L, R, H = h.shape
+    one = h.dtype.type(1.0)
+    for l in range(L):
+        if l == 0:
+            for r in range(R):
+                w = Wx0[x_ids[r]]
+                for j in range(ax.shape[1]):
+                    ax[r, j] = w[j] + b[0, j]
+        else:
+            gemm(h[l - 1], Wxu[l - 1], ax, 1.0, 0.0)
+            for r in range(R):
+                for j in range(ax.shape[1]):
+                    ax[r, j] += b[l, j]
+        gemm(h[l], Wh[l], ah, 1.0, 0.0)
+        for r in range(R):
+            hl = h[l, r]
+            if kind == 0:
+                for j in range(H):
+                    hl[j] = tanh(ax[r, j] + ah[r, j])
+            elif kind == 1:
+                cl = c[l, r]
+                for j in range(H):
+                    i = sigmoid(ax[r, j] + ah[r, j])
+                    f = sigmoid(ax[r, H + j] + ah[r, H + j])
+                    g = tanh(ax[r, 2 * H + j] + ah[r, 2 * H + j])
+                    o = sigmoid(ax[r, 3 * H + j] + ah[r, 3 * H + j])
+                    cl[j] = f * cl[j] + i * g
+                    hl[j] = o * tanh(cl[j])
+            else:
+                for j in range(H):
+                    rr = sigmoid(ax[r, j] + ah[r, j])
+                    z = sigmoid(ax[r, H + j] + ah[r, H + j])
+                    n = tanh(ax[r, 2 * H + j] + rr * ah[r, 2 * H + j])
+                    hl[j] = (one - z) * n + z * hl[j]
+
+
+@njit(**JIT)
+def feed_blocks(kind, ids, live, Wx0, Wxu, Wh, b, h, c, ax, ah):
+    """Read ids (T, blocks, BLOCK) through every block with live[k] set (priming)."""
+    for t in range(ids.shape[0]):
+        for k in range(h.shape[0]):
+            if live[k]:
+                block_step(kind, ids[t, k], Wx0, Wxu, Wh, b, h[k], c[k], ax[k], ah[k])
+
+
+@njit(**JIT)
+def generate_blocks(kind, x_ids, n, live, Wx0, Wxu, Wh, b, Wy, by, h, c, uniforms, inv_temp,
+                    top_k, top_p, out, ax, ah, logits):
+    """n characters for every stream of the blocks with live[k] set, starting by reading
+    x_ids (blocks, BLOCK); out (blocks, BLOCK, n) receives them, x_ids the last ones.
+    Stream (k, r) consumes uniforms[k, r, t] for out[k, r, t]. h, c (blocks, L, BLOCK, H);
+    ax, ah (blocks, BLOCK, G), logits (blocks, BLOCK, V) scratch."""
+    V = by.shape[0]
+    L = h.shape[1]
+    probs = np.empty(V, np.float64)
+    spare = np.empty(V, np.float64)
+    for t in range(n):
+        for k in range(h.shape[0]):
+            if not live[k]:
+                continue
+            block_step(kind, x_ids[k], Wx0, Wxu, Wh, b, h[k], c[k], ax[k], ah[k])
+            gemm(h[k, L - 1], Wy, logits[k], 1.0, 0.0)
+            for r in range(x_ids.shape[1]):
+                row = logits[k, r]
+                for v in range(V):
+                    row[v] += by[v]
+                x = choose(row, inv_temp, top_k, top_p, uniforms[k, r, t], probs, spare)
+                out[k, r, t] = x
+                x_ids[k, r] = x
