@@ -86,11 +86,14 @@ def save(path, ck: Checkpoint):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):      # ENOSPC, EFBIG, EDQUOT, EIO: name the file, keep the old one
+            raise OSError(e.errno, f"{e.strerror} while saving; the previous {os.path.basename(path)} "
+                                   f"(if any) is kept", str(path)) from None
         raise
     try:   # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)

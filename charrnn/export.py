@@ -37,7 +37,7 @@ def build(ck):
     """The ONNX ModelProto of one step of checkpoint `ck`'s network."""
     onnx, TP, helper, numpy_helper = _onnx()
     m = ck.model_cfg
-    L, H, V, G = m.layers, m.hidden, m.vocab_size, m.gates * m.hidden
+    L, H, V = m.layers, m.hidden, m.vocab_size
     p = {k: np.asarray(v, np.float32) for k, v in ck.params.items()}
     inits, nodes = [], []
     counter = [0]

@@ -15,6 +15,8 @@ import numpy as np
 from charrnn.config import ModelConfig
 from charrnn.kernels import blas, gru, head, lstm, rnn
 
+LOGIT_BYTES = 32 << 20     # the head's logits (positions x V) stay within this
+
 
 def param_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
     """Names and shapes of the parameters, in their order in the flat buffer."""
@@ -92,12 +94,17 @@ class Workspace:
         # recurrent weights packed for the T per-step products (MKL; None otherwise)
         self.pack_fwd = [blas.prepared_buffer(B, H, G, dtype) for _ in range(L)]
         self.pack_bwd = [blas.prepared_buffer(B, G, H, dtype) for _ in range(L)] if train else None
-        self.logits = z(T * B, V)
+        # the head's logits, for at most `logit_rows` positions at a time: with a large
+        # vocabulary the head runs in row chunks, so memory grows with V only as V x H does
+        self.logit_rows = max(1, min(T * B, LOGIT_BYTES // (max(1, V) * np.dtype(dtype).itemsize)))
+        self.logits = z(self.logit_rows, V)
+        self.dby = z(V) if self.logit_rows < T * B and train else None
+        self.head_done = False
         self.losses = np.zeros(T * B, np.float64)
         self.dtop = z(T * B, H) if train else None
 
 
-def forward(cfg, p, ws, x, y, state, masks=None, grad=True, mean_over=None):
+def forward(cfg, p, ws, x, y, state, masks=None, grad=True, mean_over=None, g=None):
     """Run the network over x (T, B) int32 and score the targets y (T, B) int32.
 
     p: named parameter views; ws: a Workspace with ws.T >= T; state: State, read as
@@ -105,7 +112,9 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True, mean_over=None):
     dropout masks (already scaled by 1/(1-p)) for the inputs of layers 1.., or None.
     With grad=True ws.logits[:T*B] is left holding dloss/dlogits of the *mean* loss,
     ready for `backward`; the mean is over `mean_over` positions (default T*B; a
-    data-parallel shard gives the whole minibatch's). ws.losses[:T*B] holds each
+    data-parallel shard gives the whole minibatch's). When the vocabulary is too large
+    for the head's logits of all T*B positions (ws.logit_rows < T*B), the head runs in
+    chunks and takes its gradient at once: then `g`, the gradient views, is required. ws.losses[:T*B] holds each
     position's loss in nats. Returns the summed loss (float64).
     """
     T, B = x.shape
@@ -133,10 +142,32 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True, mean_over=None):
             rnn.rnn_forward(gates, p[f"l{l}.b"], Whp, hs)
         state.h[l] = hs[T]
     top = ws.hs[L - 1][1:T + 1].reshape(T * B, -1)
-    logits = ws.logits[:T * B]
-    blas.gemm(top, p["Wy"], logits, 1.0, 0.0)
     scale = 1.0 / (mean_over or T * B) if grad else 0.0
-    return head.softmax_xent(logits, p["by"], y.reshape(-1), ws.losses[:T * B], scale)
+    N, R = T * B, ws.logit_rows
+    ws.head_done = False
+    if N <= R:      # the whole head at once; backward takes its gradient from ws.logits
+        logits = ws.logits[:N]
+        blas.gemm(top, p["Wy"], logits, 1.0, 0.0)
+        return head.softmax_xent(logits, p["by"], y.reshape(-1), ws.losses[:N], scale)
+    # a large vocabulary: the head in chunks of R positions, its gradient taken at once
+    if grad and g is None:
+        raise ValueError("forward(grad=True) with a chunked head needs the gradient views g")
+    targets, total = y.reshape(-1), 0.0
+    for a in range(0, N, R):
+        b = min(a + R, N)
+        logits = ws.logits[:b - a]
+        blas.gemm(top[a:b], p["Wy"], logits, 1.0, 0.0)
+        total += head.softmax_xent(logits, p["by"], targets[a:b], ws.losses[a:b], scale)
+        if grad:
+            blas.gemm(top[a:b].T, logits, g["Wy"], 1.0, 0.0 if a == 0 else 1.0)
+            head.colsum(logits, ws.dby)
+            if a == 0:
+                g["by"][:] = ws.dby
+            else:
+                g["by"] += ws.dby
+            blas.gemm(logits, p["Wy"].T, ws.dtop[a:b], 1.0, 0.0)
+    ws.head_done = grad
+    return total
 
 
 def backward(cfg, p, g, ws, x, masks=None):
@@ -145,12 +176,13 @@ def backward(cfg, p, g, ws, x, masks=None):
     w.r.t. the initial state. Destroys ws.gates and ws.logits."""
     T, B = x.shape
     L, H = cfg.layers, cfg.hidden
-    top = ws.hs[L - 1][1:T + 1].reshape(T * B, H)
-    dlogits = ws.logits[:T * B]
-    blas.gemm(top.T, dlogits, g["Wy"], 1.0, 0.0)
-    head.colsum(dlogits, g["by"])
     dabove = ws.dtop[:T * B]
-    blas.gemm(dlogits, p["Wy"].T, dabove, 1.0, 0.0)
+    if not ws.head_done:    # else forward took the head's gradient, chunk by chunk
+        top = ws.hs[L - 1][1:T + 1].reshape(T * B, H)
+        dlogits = ws.logits[:T * B]
+        blas.gemm(top.T, dlogits, g["Wy"], 1.0, 0.0)
+        head.colsum(dlogits, g["by"])
+        blas.gemm(dlogits, p["Wy"].T, dabove, 1.0, 0.0)
     for l in range(L - 1, -1, -1):
         gates = ws.gates[l][:T]
         hs = ws.hs[l][:T + 1]
@@ -181,6 +213,37 @@ def backward(cfg, p, g, ws, x, masks=None):
             blas.gemm(dG, p[f"l{l}.Wx"].T, dabove, 1.0, 0.0)
             if masks is not None:
                 head.mul_into(dabove.reshape(T, B, H), masks[l])
+
+
+def training_bytes(cfg: ModelConfig, T: int, B: int, dtype, optim_slots: int) -> int:
+    """About how many bytes a training run allocates for this model: parameters, gradient
+    and optimizer state, per-step workspaces (evaluation's are bounded by LOGIT_BYTES)."""
+    L, H, V, G = cfg.layers, cfg.hidden, cfg.vocab_size, cfg.gates * cfg.hidden
+    per = np.dtype(dtype).itemsize
+    params = num_params(cfg) * per * (2 + optim_slots)
+    work = (L * T * B * (2 * G + 5 * H) + T * B * (V + H + 2)) * per
+    return int(params + work + LOGIT_BYTES)
+
+
+def available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def eval_chunk(cfg, B: int, dtype, longest: int) -> int:
+    """Steps per evaluation chunk for B streams: up to `longest`, fewer when the
+    vocabulary is large, so that evaluation memory grows with V only as the
+    model's own V x H parameters do (state is carried between chunks: the loss is
+    the same for any chunk length)."""
+    per_step = B * cfg.vocab_size * np.dtype(dtype).itemsize
+    return max(1, min(longest, LOGIT_BYTES // per_step))
 
 
 def loss_sum(cfg, p, ws, streams, dtype, losses_out=None, stop=None) -> float:

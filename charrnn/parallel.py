@@ -66,7 +66,7 @@ class DataParallel:
                                              for m in masks]
             gk = g if k == 0 else self.g[k]
             loss = M.forward(self.cfg, p, self.ws[k], xs, ys, state.rows(lo, hi), ms,
-                             mean_over=x.size)
+                             mean_over=x.size, g=gk)
             M.backward(self.cfg, p, gk, self.ws[k], xs, ms)
             return loss
 

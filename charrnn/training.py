@@ -107,7 +107,7 @@ class Trainer:
         if self.parallel is not None:
             loss = self.parallel.step(self.p, self.grad, self.g, x, y, self.state, masks) / x.size
         else:
-            loss = M.forward(cfg, self.p, self.ws, x, y, self.state, masks) / x.size
+            loss = M.forward(cfg, self.p, self.ws, x, y, self.state, masks, g=self.g) / x.size
             M.backward(cfg, self.p, self.g, self.ws, x, masks)
         if self.step + 1 == self._nan_at:
             self.grad[0] = np.nan
@@ -156,7 +156,8 @@ class Trainer:
         if self._eval_ws is None or self._eval_ws[0] != (E, n):
             cut = np.linspace(0, E, n + 1).astype(int)
             self._eval_ws = ((E, n), list(zip(cut[:-1], cut[1:])),
-                             [M.Workspace(self.mcfg, EVAL_CHUNK, hi - lo, self.dtype, train=False)
+                             [M.Workspace(self.mcfg, M.eval_chunk(self.mcfg, hi - lo, self.dtype, EVAL_CHUNK),
+                                           hi - lo, self.dtype, train=False)
                               for lo, hi in zip(cut[:-1], cut[1:])])
         _, bounds, wss = self._eval_ws
         if n == 1:

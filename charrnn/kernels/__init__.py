@@ -72,7 +72,41 @@ def _use_cache_folder(jit_options, blas):
             digest.update(f.read())
     base = config.CACHE_DIR or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "charrnn")
-    config.CACHE_DIR = os.path.join(base, f"numba-{digest.hexdigest()[:12]}")
+    folder = os.path.join(base, f"numba-{digest.hexdigest()[:12]}")
+    problem = _unusable(folder)
+    if problem:     # Numba's index files are pickles: never from a folder others can write
+        _warn(f"kernel cache {folder}: {problem}; compiling in memory (each start is slower)")
+        jit_options["cache"] = False
+    config.CACHE_DIR = folder
+
+
+def _unusable(folder) -> str | None:
+    """Why the kernel cache folder cannot be used (created private, 0700), or None."""
+    import os
+    import stat
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.stat(folder)
+    except OSError as e:
+        return f"cannot be created ({e.strerror})"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder"
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return "other users can write to it"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "is not writable"
+    return None
+
+
+_warned = set()
+
+
+def _warn(message):
+    """One line on stderr, once per message."""
+    import sys
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr)
 
 
 # nogil: data-parallel training runs kernels in several threads at once (charrnn.parallel).
@@ -105,8 +139,18 @@ def _tolerate_broken_cache():
         except Exception:  # noqa: BLE001
             return None
 
+    save = caching.IndexDataCacheFile.save
+
+    def safe_save(self, key, data):
+        try:
+            save(self, key, data)
+        except OSError as e:    # a full disk, a file-size limit: the kernel still runs
+            _warn(f"kernel cache: cannot write ({e.strerror}); compiled kernels are kept in "
+                  f"memory only")
+
     caching.IndexDataCacheFile._load_index = safe_index
     caching.IndexDataCacheFile._load_data = safe_data
+    caching.IndexDataCacheFile.save = safe_save
 
 
 _tolerate_broken_cache()

@@ -1,0 +1,141 @@
+"""What the commands share: errors, checkpoint and corpus helpers, option types."""
+import math
+import os
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class DataError(click.ClickException):
+    """Bad data (a corpus, a checkpoint): exit status 1."""
+    exit_code = 1
+
+
+class StopTraining(click.ClickException):
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.exit_code = code
+
+
+def err(message: str):
+    click.echo(f"error: {message}", err=True)
+
+
+def resolve_checkpoint(path, prefer="best.npz"):
+    """A checkpoint file from a file or a run folder (its best, else latest)."""
+    if path is None:
+        return newest_checkpoint()
+    if os.path.isdir(path):
+        for name in (prefer, "latest.npz", "best.npz"):
+            candidate = os.path.join(path, name)
+            if os.path.isfile(candidate):
+                return candidate
+        raise DataError(f"{path}: no best.npz or latest.npz in this folder")
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such checkpoint")
+    return path
+
+
+def newest_checkpoint(root="checkpoints"):
+    """The most recently written best.npz (else latest.npz) under ./checkpoints/."""
+    found = []
+    if os.path.isdir(root):
+        for run in os.listdir(root):
+            for name in ("best.npz", "latest.npz"):
+                p = os.path.join(root, run, name)
+                if os.path.isfile(p):
+                    found.append((os.path.getmtime(p), p))
+                    break
+    if not found:
+        raise DataError(f"no checkpoint found under ./{root}/; train one with 'charrnn train FILE' "
+                        f"or name one with --checkpoint")
+    path = max(found)[1]
+    click.echo(f"using {path}", err=True)
+    return path
+
+
+def load_checkpoint(path):
+    from charrnn.checkpoint import CheckpointError, load
+    try:
+        return load(path)
+    except CheckpointError as e:
+        raise DataError(str(e)) from None
+
+
+def read_corpus(paths, encoding, vocab=None, max_chars=None):
+    from charrnn.data import MAX_CHARS, CorpusError, read_corpus as _read
+    try:
+        return _read(paths, encoding, vocab, max_chars or MAX_CHARS)
+    except CorpusError as e:
+        raise DataError(str(e)) from None
+
+
+def finite_float(lo=None, lo_open=False):
+    """A float option that rejects nan/inf and (optionally) values below lo."""
+    class FiniteFloat(click.ParamType):
+        name = "float"
+
+        def convert(self, value, param, ctx):
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a number", param, ctx)
+            if not math.isfinite(v):
+                self.fail(f"{value!r} is not a finite number", param, ctx)
+            if lo is not None and (v < lo or (lo_open and v == lo)):
+                self.fail(f"{value} must be {'>' if lo_open else '>='} {lo}", param, ctx)
+            return v
+    return FiniteFloat()
+
+
+class Duration(click.ParamType):
+    """Seconds, from 90, 90s, 20m, 1h30m (schedule.parse_duration)."""
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        from charrnn.schedule import parse_duration
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+class Warmup(click.ParamType):
+    """Warm-up: a whole number of steps (>= 1), or a fraction of the run in [0, 1)."""
+    name = "steps|fraction"
+
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a step count or a fraction", param, ctx)
+        if not math.isfinite(v) or v < 0 or (v >= 1 and v != int(v)):
+            self.fail(f"{value!r}: give a whole number of steps, or a fraction in [0, 1)", param, ctx)
+        return v
+
+
+class Patience(click.ParamType):
+    """A count of evaluations >= 1, or 'off'."""
+    name = "K|off"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).lower() in ("off", "none"):
+            return None
+        try:
+            v = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of evaluations (or 'off')", param, ctx)
+        if v < 1:
+            self.fail(f"{v} must be at least 1 (or 'off' to never stop early)", param, ctx)
+        return v
+
+
+def checkpoint_option(f):
+    return click.option("--checkpoint", "-c", type=click.Path(), default=None,
+                        help="A checkpoint file or a run folder (its best.npz)  "
+                             "[default: the newest under ./checkpoints/]")(f)

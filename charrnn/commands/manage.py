@@ -1,0 +1,80 @@
+"""charrnn info, runs and plot."""
+import os
+
+import click
+
+from charrnn.commands.common import (CONTEXT, DataError, load_checkpoint, newest_checkpoint,
+                                     resolve_checkpoint)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(), required=False)
+def info(checkpoint):
+    """Show what a checkpoint holds: the model, its training and how it was made.
+
+    \b
+    Examples:
+      charrnn info checkpoints/shakespeare-lstm-20261123-101500
+      charrnn info model.npz
+    """
+    path = resolve_checkpoint(checkpoint)
+    ck = load_checkpoint(path)
+    from charrnn.ui import info_table, stdout_console
+    info_table(ck, path).show(stdout_console())
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--root", type=click.Path(file_okay=False), default="checkpoints", show_default=True,
+              help="Folder holding the run folders.")
+def runs(root):
+    """List the training runs under ./checkpoints/ with their best validation loss.
+
+    \b
+    Examples:
+      charrnn runs
+      charrnn runs --root /data/models
+    """
+    from charrnn.runs import list_runs
+    from charrnn.ui import runs_table, stdout_console
+    found = list_runs(root)
+    if not found:
+        click.echo(f"no runs under {root}/", err=True)
+        return
+    runs_table(found, root).show(stdout_console())
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(), required=False)
+@click.option("--png", type=click.Path(dir_okay=False), default=None,
+              help="Write the plot to this PNG file (needs matplotlib: pip install 'charrnn[png]').")
+@click.option("--width", type=click.IntRange(20), default=None, help="Plot width in characters.")
+@click.option("--height", type=click.IntRange(8), default=None, help="Plot height in lines.")
+def plot(run, png, width, height):
+    """Draw a run's training and validation loss curves in the terminal.
+
+    RUN is a run folder (or its log.jsonl); default: the newest run.
+
+    \b
+    Examples:
+      charrnn plot
+      charrnn plot checkpoints/shakespeare-lstm-20261123-101500
+      charrnn plot checkpoints/shakespeare-lstm-20261123-101500 --png curves.png
+    """
+    from charrnn.plotting import load_log, plot_png, plot_terminal
+    if run is None:
+        run = os.path.dirname(newest_checkpoint())
+    log = run if run.endswith(".jsonl") else os.path.join(run, "log.jsonl")
+    if not os.path.isfile(log):
+        raise DataError(f"{run}: no log.jsonl (is it a run folder written by charrnn train?)")
+    curves = load_log(log)
+    if not curves["step"]:
+        raise DataError(f"{log}: no logged steps yet")
+    if png:
+        try:
+            plot_png(curves, png, title=os.path.basename(os.path.dirname(os.path.abspath(log))))
+        except ImportError:
+            raise DataError("--png needs matplotlib: pip install 'charrnn[png]'") from None
+        click.echo(f"wrote {png}", err=True)
+        return
+    click.echo(plot_terminal(curves, width, height,
+                             title=os.path.basename(os.path.dirname(os.path.abspath(log)))))

@@ -1,0 +1,139 @@
+"""charrnn sample (one or many streams, interactive) and charrnn complete."""
+import sys
+
+import click
+
+from charrnn.commands.common import (CONTEXT, checkpoint_option, finite_float, load_checkpoint,
+                                     resolve_checkpoint)
+
+
+@click.command(context_settings=CONTEXT)
+@checkpoint_option
+@click.option("--length", "-n", type=click.IntRange(0), default=1000, show_default=True,
+              help="Characters per sample (0 = endless, until interrupted).")
+@click.option("--temp", "-t", type=finite_float(0), default=0.8, show_default=True,
+              help="Sampling temperature: lower is safer, higher is wilder; 0 = greedy.")
+@click.option("--argmax", is_flag=True, help="Always take the likeliest character (same as --temp 0).")
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
+              help="Sample only among the K likeliest characters (0 = all).")
+@click.option("--top-p", type=finite_float(0, lo_open=True), default=1.0, show_default=True,
+              help="Sample only among the likeliest characters holding this much probability.")
+@click.option("--prime", "-p", default="", help="Text the model reads first; the output starts with it.")
+@click.option("--seed", type=click.IntRange(0), default=None, help="Random seed: same seed, same text.")
+@click.option("--num", type=click.IntRange(1, 100_000), default=1, show_default=True,
+              help="Number of samples, made together as parallel streams and written one after "
+                   "another, separated by a blank line.")
+@click.option("--stop", default=None, help="End a sample where this string appears (not printed).")
+@click.option("--interactive", "-i", is_flag=True,
+              help="Read a line at a time, prime the model with it and continue it, until Ctrl-D.")
+@click.option("--carry", is_flag=True,
+              help="With --interactive: keep the model's state from line to line (one running "
+                   "text) instead of starting each line afresh.")
+def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, stop, interactive, carry):
+    """Generate text from a trained model, streamed to stdout as it is made.
+
+    Only the generated text goes to stdout, so it pipes cleanly into other tools.
+    Characters of --prime outside the model's vocabulary are an error.
+
+    \b
+    Examples:
+      charrnn sample --temp 0.8
+      charrnn sample -c checkpoints/shakespeare-lstm-20261123-101500 --prime "ROMEO:" -n 500
+      charrnn sample --length 0 | head -c 300
+      charrnn sample --num 5 --stop $'\\n\\n' --seed 7
+      charrnn sample --interactive --length 200 --stop $'\\n\\n'
+    """
+    import signal
+    if top_p > 1:
+        raise click.BadParameter("must be at most 1", param_hint="--top-p")
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # a closed reader ends us quietly, like `yes`
+    ck = load_checkpoint(resolve_checkpoint(checkpoint))
+    from charrnn.sampling import Many
+    unknown = ck.vocab.missing(prime)
+    if unknown:
+        raise click.BadParameter(f"characters not in the model's vocabulary: {''.join(unknown)!r}",
+                                 param_hint="--prime")
+    if stop == "":
+        raise click.BadParameter("must not be empty", param_hint="--stop")
+    if carry and not interactive:
+        raise click.BadParameter("only with --interactive", param_hint="--carry")
+    if length == 0 and num > 1:
+        raise click.BadParameter("0 (endless) needs --num 1: the next sample would never come",
+                                 param_hint="--length")
+    gen = Many(ck.model_cfg, ck.params, ck.vocab, 1 if interactive else num, seed=seed)
+    if seed is None:    # so that a good sample can be made again
+        click.echo(f"seed {gen.seed} (--seed {gen.seed} repeats this)", err=True)
+    kw = dict(temp=0.0 if argmax else temp, top_k=top_k, top_p=top_p, stop=stop)
+    if interactive:
+        if prime or num != 1:
+            raise click.UsageError("--interactive reads its primes from the input: drop --prime and --num")
+        from charrnn.interactive import session
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        session(gen, ck.vocab, length=length, carry=carry, **kw)
+        return
+    out = sys.stdout
+    written = 0         # samples begun on stdout: each is its prime, then its text
+
+    def begin_next():
+        nonlocal written
+        out.write(("\n\n" if written else "") + prime)
+        written += 1
+    try:
+        gen.reset()
+        gen.prime(prime)
+        for i, chunk in gen.samples(length, **kw):
+            while written <= i:
+                begin_next()
+            out.write(chunk)
+            out.flush()
+        while written < num:        # samples that stopped before their first character
+            begin_next()
+        out.write("\n")
+        out.flush()
+    except KeyboardInterrupt:
+        out.write("\n")
+        out.flush()
+        sys.exit(130)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("text")
+@checkpoint_option
+@click.option("--words", "-k", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="How many continuations to show.")
+@click.option("--beam", "-w", type=click.IntRange(1, 1000), default=8, show_default=True,
+              help="Beam width: unfinished strings kept at each length (1 = greedy).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def complete(text, checkpoint, words, beam, as_json):
+    """Autocomplete: the likeliest next words after TEXT, with their probabilities.
+
+    Each continuation runs up to the next word boundary (a space or punctuation);
+    its probability is exact: the product of the model's probabilities of its
+    characters and of a boundary after them. Found by beam search.
+
+    \b
+    Examples:
+      charrnn complete "Hello, welcome to the"
+      charrnn complete "ROMEO: I will" --words 10 --beam 16
+      charrnn complete "to be or not to" --json
+    """
+    ck = load_checkpoint(resolve_checkpoint(checkpoint))
+    unknown = ck.vocab.missing(text)
+    if unknown:
+        raise click.BadParameter(f"characters not in the model's vocabulary: {''.join(unknown)!r}",
+                                 param_hint="TEXT")
+    from charrnn.complete import complete as run_complete
+    found = run_complete(ck, text, words=words, beam=beam)
+    if as_json:
+        import json
+        click.echo(json.dumps([{"rank": k + 1, "text": s, "probability": p}
+                               for k, (s, p) in enumerate(found)], indent=2))
+        return
+    from charrnn.ui import Grid, stdout_console
+    console = stdout_console()
+    g = Grid(f"after {text!r}", ("rank", "continuation", "probability"), left=("continuation",),
+             whole=("continuation",))
+    for k, (s, p) in enumerate(found):      # newlines and tabs shown escaped, as \n and \t
+        shown = s.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+        g.add_row(k + 1, shown, f"{p:.4%}" if console.is_terminal else f"{p:.6g}")
+    g.show(console)
