@@ -47,39 +47,41 @@ def session(gen, vocab, *, length, carry, out=None, err=None, **sample_kw):
     if tty:
         err.write("Type a line to prime the model; Ctrl-C stops a continuation, Ctrl-D ends.\n")
         err.flush()
-    started = False
+    state = {"started": False}
     try:
         while True:
-            try:
+            try:            # Ctrl-C anywhere in a round: a new prompt, never the end
                 line = input(PROMPT) if tty else sys.stdin.readline()
-            except KeyboardInterrupt:           # clears the line being typed
-                err.write("\n")
-                continue
+                if not tty:
+                    if line == "":
+                        break
+                    line = line.rstrip("\n")
+                _continue_line(gen, vocab, line, carry, state, length, out, err, sample_kw)
+            except KeyboardInterrupt:
+                out.write("\n")
+                out.flush()
             except EOFError:
                 break
-            if not tty:
-                if line == "":
-                    break
-                line = line.rstrip("\n")
-            unknown = vocab.missing(line)
-            if unknown:
-                err.write(f"warning: not in the model's vocabulary, line skipped: {''.join(unknown)!r}\n")
-                err.flush()
-                continue
-            if carry and started:       # the running text: what came before, a line end, the line
-                nl = "\n" if vocab.index("\n") >= 0 else ""
-                gen.prime(vocab.decode([gen.last]) + nl + line)
-            else:
-                gen.reset()
-                gen.prime(line)
-            started = True
-            try:
-                for chunk in gen.stream(length, **sample_kw):
-                    out.write(chunk)
-                    out.flush()
-            except KeyboardInterrupt:
-                pass
-            out.write("\n")
-            out.flush()
     finally:
         save()
+
+
+def _continue_line(gen, vocab, line, carry, state, length, out, err, sample_kw):
+    """Prime with one line and stream its continuation, ending it with a newline."""
+    unknown = vocab.missing(line)
+    if unknown:
+        err.write(f"warning: not in the model's vocabulary, line skipped: {''.join(unknown)!r}\n")
+        err.flush()
+        return
+    if carry and state["started"]:  # the running text: what came before, a line end, the line
+        nl = "\n" if vocab.index("\n") >= 0 else ""
+        gen.prime(vocab.decode([gen.last]) + nl + line)
+    else:
+        gen.reset()
+        gen.prime(line)
+    state["started"] = True
+    for chunk in gen.stream(length, **sample_kw):
+        out.write(chunk)
+        out.flush()
+    out.write("\n")
+    out.flush()
