@@ -10,7 +10,8 @@ import time
 
 p = argparse.ArgumentParser()
 p.add_argument("--impl", choices=["charrnn", "torch"], required=True)
-p.add_argument("--mode", choices=["train", "sample"], default="train")
+p.add_argument("--mode", choices=["train", "sample", "many"], default="train",
+               help="many: charrnn's sample --num path (sampling.Many) with --batch streams")
 p.add_argument("--cell", default="lstm")
 p.add_argument("--hidden", type=int, default=128)
 p.add_argument("--layers", type=int, default=2)
@@ -41,9 +42,9 @@ if a.impl == "charrnn":
     t = TrainConfig(batch_size=a.batch, seq_len=a.seq, optimizer=a.optimizer, lr=a.lr)
     trainer = Trainer(m, t, corpus.ids, corpus.vocab)
     step = trainer.train_step
-    if a.mode == "sample":
+    if a.mode in ("sample", "many"):
         from charrnn.sampling import Generator
-        if a.batch > 1:     # sample --num B: B streams at once
+        if a.mode == "many":     # sample --num B: B streams at once
             from charrnn.sampling import Many
             many = Many(m, trainer.p, corpus.vocab, a.batch, seed=0)
             run_sample = lambda n: sum(1 for _ in many.samples(n, temp=0.8))  # noqa: E731
@@ -58,7 +59,7 @@ else:
     from torch_ref import TorchTrainer, torch_sample
     tt = TorchTrainer(corpus.ids, V, a.cell, a.hidden, a.layers, a.batch, a.seq, a.optimizer, a.lr)
     step = tt.step
-    run_sample = lambda n: torch_sample(tt.model, n, batch=a.batch if a.mode == "sample" else 1)  # noqa: E731
+    run_sample = lambda n: torch_sample(tt.model, n, batch=a.batch if a.mode == "many" else 1)  # noqa: E731
 
 
 def timed(run, n, windows):
@@ -97,7 +98,7 @@ if a.mode == "train":
 else:
     warm = warm_up(run_sample, 20, a.warmup_seconds / 2)
     dt = timed(run_sample, a.steps, a.windows)
-    out = {"chars_per_sec": (a.batch if a.batch > 1 else 1) / dt, "warmup_seconds": warm}
+    out = {"chars_per_sec": (a.batch if a.mode == "many" else 1) / dt, "warmup_seconds": warm}
 try:    # this process's own peak: ru_maxrss also counts the parent's, inherited over fork
     out["peak_rss_mb"] = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 except (OSError, IndexError):

@@ -105,9 +105,9 @@ class Generator:
 
 
 class Many:
-    """N samples at once: N streams through one batched step per character, in blocks
-    of K.BLOCK streams (kernels/sample.py says why), each with its own random stream
-    spawned from the seed, so that sample i is the same text whatever N is."""
+    """N samples at once: N streams through one batched step per character, padded to a
+    multiple of K.BLOCK rows (kernels/sample.py says why), each with its own random
+    stream spawned from the seed, so that sample i is the same text whatever N is."""
 
     def __init__(self, mcfg, params, vocab, n: int, seed=None):
         L, H, G = mcfg.layers, mcfg.hidden, mcfg.gates * mcfg.hidden
@@ -119,13 +119,12 @@ class Many:
             if L > 1 else np.zeros((1, H, G), dtype)
         self.Wh = np.ascontiguousarray(np.stack([params[f"l{l}.Wh"] for l in range(L)]))
         self.b = np.ascontiguousarray(np.stack([params[f"l{l}.b"] for l in range(L)]))
-        R = K.BLOCK
-        nb = -(-n // R)
-        self.h = np.zeros((nb, L, R, H), dtype)
-        self.c = np.zeros((nb, L, R, H), dtype)
-        self.ax, self.ah = np.zeros((nb, R, G), dtype), np.zeros((nb, R, G), dtype)
-        self.logits = np.zeros((nb, R, mcfg.vocab_size), dtype)
-        self.x = np.zeros((nb, R), np.int64)
+        R = -(-n // K.BLOCK) * K.BLOCK       # rows: n streams and padding
+        self.h = np.zeros((L, R, H), dtype)
+        self.c = np.zeros((L, R, H), dtype)
+        self.ax, self.ah = np.zeros((R, G), dtype), np.zeros((R, G), dtype)
+        self.logits = np.zeros((R, mcfg.vocab_size), dtype)
+        self.x = np.zeros(R, np.int64)
         root = np.random.SeedSequence(seed)
         self.seed = root.entropy
         self.rngs = [np.random.default_rng(np.random.SeedSequence(root.entropy, spawn_key=(i,)))
@@ -143,7 +142,7 @@ class Many:
     @property
     def last(self) -> int:
         """The id that sample 0 reads next (its last character)."""
-        return int(self.x[0, 0])
+        return int(self.x[0])
 
     def prime(self, text: str):
         """Every stream reads `text` from its current state (characters must be in the
@@ -152,10 +151,9 @@ class Many:
             return
         ids = self.vocab.encode(text).astype(np.int64)
         if len(ids) > 1:
-            feed = np.broadcast_to(ids[:-1, None, None], (len(ids) - 1,) + self.x.shape).copy()
-            live = np.ones(self.x.shape[0], np.bool_)
-            K.feed_blocks(self.kind, feed, live, self.Wx0, self.Wxu, self.Wh, self.b, self.h, self.c,
-                          self.ax, self.ah)
+            feed = np.broadcast_to(ids[:-1, None], (len(ids) - 1,) + self.x.shape).copy()
+            K.feed_batch(self.kind, feed, self.Wx0, self.Wxu, self.Wh, self.b, self.h, self.c,
+                         self.ax, self.ah)
         self.x[:] = ids[-1]
 
     def stream(self, length, **kw):
@@ -167,21 +165,20 @@ class Many:
         """Yield (i, text) chunks of the samples, in order: all of sample 0 first, as it is
         made, then sample 1 (made meanwhile and held back), and so on; each sample ends
         after `length` characters or where `stop` appears (not yielded)."""
-        R, n = K.BLOCK, self.n
+        n = self.n
         texts, done = [""] * n, [False] * n
         cur, sent, made, chunk = 0, 0, 0, 16
         inv_temp = np.inf if temp == 0 else 1.0 / temp
         while cur < n:
             steps = chunk if length == 0 else min(chunk, length - made)
-            live = np.array([not all(done[k * R:min(n, (k + 1) * R)]) for k in range(self.x.shape[0])])
             u = np.zeros(self.x.shape + (steps,))
             for i in range(n):              # each stream draws its own, done or not
-                u[i // R, i % R] = self.rngs[i].random(steps)
+                u[i] = self.rngs[i].random(steps)
             out = np.zeros(self.x.shape + (steps,), np.int64)
             t0 = time.perf_counter()
-            K.generate_blocks(self.kind, self.x, steps, live, self.Wx0, self.Wxu, self.Wh, self.b,
-                              self.Wy, self.by, self.h, self.c, u, inv_temp, top_k, top_p, out,
-                              self.ax, self.ah, self.logits)
+            K.generate_batch(self.kind, self.x, steps, self.Wx0, self.Wxu, self.Wh, self.b,
+                             self.Wy, self.by, self.h, self.c, u, inv_temp, top_k, top_p, out,
+                             self.ax, self.ah, self.logits)
             dt = time.perf_counter() - t0
             made += steps
             if dt > 0:
@@ -189,7 +186,7 @@ class Many:
             for i in range(n):
                 if done[i]:
                     continue
-                texts[i] += self.vocab.decode(out[i // R, i % R])
+                texts[i] += self.vocab.decode(out[i])
                 if stop and stop in texts[i]:
                     texts[i], done[i] = texts[i][:texts[i].index(stop)], True
                 elif length and made >= length:

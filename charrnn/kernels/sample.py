@@ -133,17 +133,19 @@ def generate(kind, x_id, n, Wx0, Wxu, Wh, b, Wy, by, h, c, uniforms, inv_temp, t
 
 
 # ---------------------------------------------------------------- many streams at once
-# Streams go in blocks of BLOCK rows, each block through its own matrix products of
-# exactly BLOCK rows: a row of a product depends only on its own inputs for a given
-# shape, so stream i computes the same numbers whether 1 or 100 streams run (sample i
-# is the same text whatever --num is). Arrays are (blocks, BLOCK, ...).
+# N streams go through one product per layer and step, their rows padded to a multiple
+# of BLOCK. A row of an MKL product depends on the product's shape below 8 rows (row 0
+# came out different for 1, 2, 3 and 5 rows) but was the same bit for bit for every
+# multiple of 8 tried (8 to 256 rows, six weight shapes): so stream i computes the same
+# numbers whatever N is (tests/test_sample.py checks it on the machine at hand).
 BLOCK = 8
 
 
 @njit(**JIT)
-def block_step(kind, x_ids, Wx0, Wxu, Wh, b, h, c, ax, ah):
-    """Advance the BLOCK streams of one block by one character each: x_ids (BLOCK,),
-    h, c (L, BLOCK, H) updated; ax, ah (BLOCK, G) scratch."""
+def batch_step(kind, x_ids, Wx0, Wxu, Wh, b, h, c, ax, ah):
+    """Advance the R streams by one character each: x_ids (R,), h, c (L, R, H) updated;
+    ax, ah (R, G) scratch. (Weights packed once for R-row products, as training does,
+    ran faster but gave rows that depend on R: measured, and dropped.)"""
     L, R, H = h.shape
     one = h.dtype.type(1.0)
     for l in range(L):
@@ -181,35 +183,29 @@ def block_step(kind, x_ids, Wx0, Wxu, Wh, b, h, c, ax, ah):
 
 
 @njit(**JIT)
-def feed_blocks(kind, ids, live, Wx0, Wxu, Wh, b, h, c, ax, ah):
-    """Read ids (T, blocks, BLOCK) through every block with live[k] set (priming)."""
+def feed_batch(kind, ids, Wx0, Wxu, Wh, b, h, c, ax, ah):
+    """Read ids (T, R) through the R streams (priming)."""
     for t in range(ids.shape[0]):
-        for k in range(h.shape[0]):
-            if live[k]:
-                block_step(kind, ids[t, k], Wx0, Wxu, Wh, b, h[k], c[k], ax[k], ah[k])
+        batch_step(kind, ids[t], Wx0, Wxu, Wh, b, h, c, ax, ah)
 
 
 @njit(**JIT)
-def generate_blocks(kind, x_ids, n, live, Wx0, Wxu, Wh, b, Wy, by, h, c, uniforms, inv_temp,
-                    top_k, top_p, out, ax, ah, logits):
-    """n characters for every stream of the blocks with live[k] set, starting by reading
-    x_ids (blocks, BLOCK); out (blocks, BLOCK, n) receives them, x_ids the last ones.
-    Stream (k, r) consumes uniforms[k, r, t] for out[k, r, t]. h, c (blocks, L, BLOCK, H);
-    ax, ah (blocks, BLOCK, G), logits (blocks, BLOCK, V) scratch."""
+def generate_batch(kind, x_ids, n, Wx0, Wxu, Wh, b, Wy, by, h, c, uniforms, inv_temp,
+                   top_k, top_p, out, ax, ah, logits):
+    """n characters for each of the R streams, starting by reading x_ids (R,); out (R, n)
+    receives them, x_ids the last ones. Stream r consumes uniforms[r, t] for out[r, t].
+    h, c (L, R, H); ax, ah (R, G), logits (R, V) scratch."""
     V = by.shape[0]
-    L = h.shape[1]
+    L = h.shape[0]
     probs = np.empty(V, np.float64)
     spare = np.empty(V, np.float64)
     for t in range(n):
-        for k in range(h.shape[0]):
-            if not live[k]:
-                continue
-            block_step(kind, x_ids[k], Wx0, Wxu, Wh, b, h[k], c[k], ax[k], ah[k])
-            gemm(h[k, L - 1], Wy, logits[k], 1.0, 0.0)
-            for r in range(x_ids.shape[1]):
-                row = logits[k, r]
-                for v in range(V):
-                    row[v] += by[v]
-                x = choose(row, inv_temp, top_k, top_p, uniforms[k, r, t], probs, spare)
-                out[k, r, t] = x
-                x_ids[k, r] = x
+        batch_step(kind, x_ids, Wx0, Wxu, Wh, b, h, c, ax, ah)
+        gemm(h[L - 1], Wy, logits, 1.0, 0.0)
+        for r in range(x_ids.shape[0]):
+            row = logits[r]
+            for v in range(V):
+                row[v] += by[v]
+            x = choose(row, inv_temp, top_k, top_p, uniforms[r, t], probs, spare)
+            out[r, t] = x
+            x_ids[r] = x
