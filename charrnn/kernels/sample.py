@@ -14,10 +14,34 @@ from charrnn.kernels.blas import gemm, gemv
 
 
 @njit(**JIT)
+def cell_gates(kind, ax, ah, hl, cl):
+    """One stream's gate math: ax, ah (G,) the input and recurrent pre-activations;
+    hl, cl (H,) its hidden and cell state, updated (cl unused but by LSTM)."""
+    H = hl.shape[0]
+    one = hl.dtype.type(1.0)
+    if kind == 0:
+        for j in range(H):
+            hl[j] = tanh(ax[j] + ah[j])
+    elif kind == 1:
+        for j in range(H):
+            i = sigmoid(ax[j] + ah[j])
+            f = sigmoid(ax[H + j] + ah[H + j])
+            g = tanh(ax[2 * H + j] + ah[2 * H + j])
+            o = sigmoid(ax[3 * H + j] + ah[3 * H + j])
+            cl[j] = f * cl[j] + i * g
+            hl[j] = o * tanh(cl[j])
+    else:
+        for j in range(H):
+            r = sigmoid(ax[j] + ah[j])
+            z = sigmoid(ax[H + j] + ah[H + j])
+            n = tanh(ax[2 * H + j] + r * ah[2 * H + j])
+            hl[j] = (one - z) * n + z * hl[j]
+
+
+@njit(**JIT)
 def cell_step(kind, x_id, Wx0, Wxu, Wh, b, h, c, ax, ah):
     """Advance every layer by one character x_id. ax, ah (G,) scratch."""
-    L, H = h.shape
-    one = h.dtype.type(1.0)
+    L = h.shape[0]
     for l in range(L):
         if l == 0:
             w = Wx0[x_id]
@@ -28,25 +52,7 @@ def cell_step(kind, x_id, Wx0, Wxu, Wh, b, h, c, ax, ah):
             for j in range(ax.shape[0]):
                 ax[j] += b[l, j]
         gemv(h[l], Wh[l], ah)
-        hl = h[l]
-        if kind == 0:
-            for j in range(H):
-                hl[j] = tanh(ax[j] + ah[j])
-        elif kind == 1:
-            cl = c[l]
-            for j in range(H):
-                i = sigmoid(ax[j] + ah[j])
-                f = sigmoid(ax[H + j] + ah[H + j])
-                g = tanh(ax[2 * H + j] + ah[2 * H + j])
-                o = sigmoid(ax[3 * H + j] + ah[3 * H + j])
-                cl[j] = f * cl[j] + i * g
-                hl[j] = o * tanh(cl[j])
-        else:
-            for j in range(H):
-                r = sigmoid(ax[j] + ah[j])
-                z = sigmoid(ax[H + j] + ah[H + j])
-                n = tanh(ax[2 * H + j] + r * ah[2 * H + j])
-                hl[j] = (one - z) * n + z * hl[j]
+        cell_gates(kind, ax, ah, h[l], c[l])
 
 
 @njit(**JIT)
@@ -146,8 +152,7 @@ def batch_step(kind, x_ids, Wx0, Wxu, Wh, b, h, c, ax, ah):
     """Advance the R streams by one character each: x_ids (R,), h, c (L, R, H) updated;
     ax, ah (R, G) scratch. (Weights packed once for R-row products, as training does,
     ran faster but gave rows that depend on R: measured, and dropped.)"""
-    L, R, H = h.shape
-    one = h.dtype.type(1.0)
+    L, R = h.shape[0], h.shape[1]
     for l in range(L):
         if l == 0:
             for r in range(R):
@@ -161,25 +166,7 @@ def batch_step(kind, x_ids, Wx0, Wxu, Wh, b, h, c, ax, ah):
                     ax[r, j] += b[l, j]
         gemm(h[l], Wh[l], ah, 1.0, 0.0)
         for r in range(R):
-            hl = h[l, r]
-            if kind == 0:
-                for j in range(H):
-                    hl[j] = tanh(ax[r, j] + ah[r, j])
-            elif kind == 1:
-                cl = c[l, r]
-                for j in range(H):
-                    i = sigmoid(ax[r, j] + ah[r, j])
-                    f = sigmoid(ax[r, H + j] + ah[r, H + j])
-                    g = tanh(ax[r, 2 * H + j] + ah[r, 2 * H + j])
-                    o = sigmoid(ax[r, 3 * H + j] + ah[r, 3 * H + j])
-                    cl[j] = f * cl[j] + i * g
-                    hl[j] = o * tanh(cl[j])
-            else:
-                for j in range(H):
-                    rr = sigmoid(ax[r, j] + ah[r, j])
-                    z = sigmoid(ax[r, H + j] + ah[r, H + j])
-                    n = tanh(ax[r, 2 * H + j] + rr * ah[r, 2 * H + j])
-                    hl[j] = (one - z) * n + z * hl[j]
+            cell_gates(kind, ax[r], ah[r], h[l, r], c[l, r])
 
 
 @njit(**JIT)
