@@ -36,8 +36,7 @@ def per_char_losses(ck, ids) -> np.ndarray:
     if len(ids) < 2:
         return np.zeros(0)
     dtype = ck.flat.dtype
-    ws = M.Workspace(ck.model_cfg, M.eval_chunk(ck.model_cfg, 1, dtype, min(CHUNK, len(ids) - 1)), 1,
-                     dtype, train=False)
+    ws = M.Workspace(ck.model_cfg, min(CHUNK, len(ids) - 1), 1, dtype, train=False)
     out = np.zeros((1, len(ids) - 1))
     M.loss_sum(ck.model_cfg, ck.params, ws, ids.reshape(1, -1), dtype, losses_out=out)
     return out[0]

@@ -237,15 +237,6 @@ def available_bytes() -> int | None:
     return None
 
 
-def eval_chunk(cfg, B: int, dtype, longest: int) -> int:
-    """Steps per evaluation chunk for B streams: up to `longest`, fewer when the
-    vocabulary is large, so that evaluation memory grows with V only as the
-    model's own V x H parameters do (state is carried between chunks: the loss is
-    the same for any chunk length)."""
-    per_step = B * cfg.vocab_size * np.dtype(dtype).itemsize
-    return max(1, min(longest, LOGIT_BYTES // per_step))
-
-
 def loss_sum(cfg, p, ws, streams, dtype, losses_out=None, stop=None) -> float:
     """Summed loss of predicting streams[:, 1:] from streams[:, :-1], state carried
     through chunks of ws.T steps from a zero state. streams (E, N) ints.

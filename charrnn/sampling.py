@@ -14,6 +14,18 @@ KINDS = {"rnn": 0, "lstm": 1, "gru": 2}
 BLOCK = 4096
 
 
+def stacked(mcfg, params):
+    """The weights as the sampling kernels take them: Wx0 (V, G), Wxu (max(L-1, 1), H, G),
+    Wh (L, H, G), b (L, G), Wy (H, V), by (V,)."""
+    L, H, G = mcfg.layers, mcfg.hidden, mcfg.gates * mcfg.hidden
+    dtype = params["Wy"].dtype
+    Wxu = np.ascontiguousarray(np.stack([params[f"l{l}.Wx"] for l in range(1, L)])) \
+        if L > 1 else np.zeros((1, H, G), dtype)
+    Wh = np.ascontiguousarray(np.stack([params[f"l{l}.Wh"] for l in range(L)]))
+    b = np.ascontiguousarray(np.stack([params[f"l{l}.b"] for l in range(L)]))
+    return params["l0.Wx"], Wxu, Wh, b, params["Wy"], params["by"]
+
+
 class Generator:
     """Samples from a model given its config, named parameter views and vocabulary."""
 
@@ -22,12 +34,7 @@ class Generator:
         self.mcfg, self.vocab = mcfg, vocab
         self.kind = KINDS[mcfg.model]
         dtype = params["Wy"].dtype
-        self.Wx0 = params["l0.Wx"]
-        self.Wxu = np.ascontiguousarray(np.stack([params[f"l{l}.Wx"] for l in range(1, L)])) \
-            if L > 1 else np.zeros((1, H, G), dtype)
-        self.Wh = np.ascontiguousarray(np.stack([params[f"l{l}.Wh"] for l in range(L)]))
-        self.b = np.ascontiguousarray(np.stack([params[f"l{l}.b"] for l in range(L)]))
-        self.Wy, self.by = params["Wy"], params["by"]
+        self.Wx0, self.Wxu, self.Wh, self.b, self.Wy, self.by = stacked(mcfg, params)
         self.h = np.zeros((L, H), dtype)
         self.c = np.zeros((L, H), dtype)
         self.ax, self.ah = np.empty(G, dtype), np.empty(G, dtype)
@@ -114,11 +121,7 @@ class Many:
         self.mcfg, self.vocab, self.n = mcfg, vocab, n
         self.kind = KINDS[mcfg.model]
         dtype = params["Wy"].dtype
-        self.Wx0, self.Wy, self.by = params["l0.Wx"], params["Wy"], params["by"]
-        self.Wxu = np.ascontiguousarray(np.stack([params[f"l{l}.Wx"] for l in range(1, L)])) \
-            if L > 1 else np.zeros((1, H, G), dtype)
-        self.Wh = np.ascontiguousarray(np.stack([params[f"l{l}.Wh"] for l in range(L)]))
-        self.b = np.ascontiguousarray(np.stack([params[f"l{l}.b"] for l in range(L)]))
+        self.Wx0, self.Wxu, self.Wh, self.b, self.Wy, self.by = stacked(mcfg, params)
         R = -(-n // K.BLOCK) * K.BLOCK       # rows: n streams and padding
         self.h = np.zeros((L, R, H), dtype)
         self.c = np.zeros((L, R, H), dtype)
@@ -186,9 +189,11 @@ class Many:
             for i in range(n):
                 if done[i]:
                     continue
+                before = len(texts[i])
                 texts[i] += self.vocab.decode(out[i])
-                if stop and stop in texts[i]:
-                    texts[i], done[i] = texts[i][:texts[i].index(stop)], True
+                at = texts[i].find(stop, max(0, before - len(stop) + 1)) if stop else -1
+                if at >= 0:
+                    texts[i], done[i] = texts[i][:at], True
                 elif length and made >= length:
                     done[i] = True
             while cur < n:                  # write what may be written, in order

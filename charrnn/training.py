@@ -156,8 +156,7 @@ class Trainer:
         if self._eval_ws is None or self._eval_ws[0] != (E, n):
             cut = np.linspace(0, E, n + 1).astype(int)
             self._eval_ws = ((E, n), list(zip(cut[:-1], cut[1:])),
-                             [M.Workspace(self.mcfg, M.eval_chunk(self.mcfg, hi - lo, self.dtype, EVAL_CHUNK),
-                                           hi - lo, self.dtype, train=False)
+                             [M.Workspace(self.mcfg, EVAL_CHUNK, hi - lo, self.dtype, train=False)
                               for lo, hi in zip(cut[:-1], cut[1:])])
         _, bounds, wss = self._eval_ws
         if n == 1:
