@@ -127,42 +127,66 @@ def test_endless_input_stops_with_a_clear_error(tmp_path):
 
 
 def _sample(trained_run, env=None, preexec_fn=None):
-    return subprocess.run([sys.executable, "-m", "charrnn", "sample", "-c", str(trained_run), "-n", "40",
-                           "--seed", "1"], capture_output=True, env=dict(os.environ, **(env or {})),
+    cmd = [sys.executable, "-m", "charrnn", "sample", "-c", str(trained_run), "-n", "40", "--seed", "1"]
+    return subprocess.run(cmd, capture_output=True, env=dict(os.environ, **(env or {})),
                           preexec_fn=preexec_fn, timeout=300)
 
 
-def test_a_kernel_cache_that_cannot_be_used_is_never_fatal(trained_run, tmp_path):
-    want = _sample(trained_run).stdout
-    # not a folder: cannot be created
-    (tmp_path / "afile").write_text("x")
-    r = _sample(trained_run, {"NUMBA_CACHE_DIR": str(tmp_path / "afile")})
-    assert r.returncode == 0 and r.stdout == want
-    assert r.stderr.decode().count("warning: kernel cache") == 1 and "in memory" in r.stderr.decode()
-    # a folder other users can write: refused (Numba's index files are pickles)
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    import charrnn.kernels  # noqa: F401
+def _tag():
+    import charrnn.kernels  # noqa: F401 - sets Numba's cache folder name
     from numba.core import config
-    tag = os.path.basename(config.CACHE_DIR)
-    (shared / tag).mkdir(mode=0o777)
-    os.chmod(shared / tag, 0o777)
-    r = _sample(trained_run, {"NUMBA_CACHE_DIR": str(shared)})
-    assert r.returncode == 0 and r.stdout == want and "other users can write" in r.stderr.decode()
-    assert not list((shared / tag).rglob("*.nbi"))          # nothing was cached there
-    # a fresh cache folder is created private
-    r = _sample(trained_run, {"NUMBA_CACHE_DIR": str(tmp_path / "fresh")})
-    assert r.returncode == 0 and r.stdout == want
-    assert stat.S_IMODE(os.stat(tmp_path / "fresh" / tag).st_mode) == 0o700
+    return os.path.basename(config.CACHE_DIR)
 
 
-def test_a_file_size_limit_while_writing_the_cache(trained_run, tmp_path):
+def _fsize_limit():
     import resource
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+
+def test_a_kernel_cache_that_cannot_be_used_is_never_fatal(trained_run, tmp_path):
+    """Every case compiles the sampling kernels from nothing (about 15 s each), so
+    they run two at a time, one per core; each must print the same sample."""
+    from concurrent.futures import ThreadPoolExecutor
     want = _sample(trained_run).stdout
-    r = _sample(trained_run, {"NUMBA_CACHE_DIR": str(tmp_path / "small")},
-                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000)))
-    assert r.returncode == 0, r.stderr.decode()
-    assert r.stdout == want and "cannot write" in r.stderr.decode()
+    tag = _tag()
+    (tmp_path / "afile").write_text("x")                    # not a folder: cannot be created
+    shared = tmp_path / "shared"                            # other users can write it
+    (shared / tag).mkdir(parents=True)
+    os.chmod(shared / tag, 0o777)
+    home_env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    home_env["HOME"] = "/proc"                              # a home nobody can write, root included
+    cases = {
+        "fresh": ({"NUMBA_CACHE_DIR": str(tmp_path / "fresh")}, None),
+        "not a folder": ({"NUMBA_CACHE_DIR": str(tmp_path / "afile")}, None),
+        "others can write": ({"NUMBA_CACHE_DIR": str(shared)}, None),
+        "read-only home": (home_env, None),
+        "file-size limit": ({"NUMBA_CACHE_DIR": str(tmp_path / "small")}, _fsize_limit),
+    }
+
+    def one(name):
+        env, pre = cases[name]
+        if name == "read-only home":
+            return subprocess.run([sys.executable, "-m", "charrnn", "sample", "-c", str(trained_run),
+                                   "-n", "40", "--seed", "1"], capture_output=True, env=env, timeout=300)
+        return _sample(trained_run, env, pre)
+
+    with ThreadPoolExecutor(2) as pool:
+        got = dict(zip(cases, pool.map(one, cases)))
+    for name, r in got.items():
+        assert r.returncode == 0 and r.stdout == want, (name, r.stderr.decode())
+    for name in ("not a folder", "read-only home"):
+        err = got[name].stderr.decode()
+        assert err.count("warning: kernel cache") == 1 and "in memory" in err, (name, err)
+    assert "other users can write" in got["others can write"].stderr.decode()
+    assert not list((shared / tag).rglob("*.nbi"))          # nothing was cached there
+    assert "cannot write" in got["file-size limit"].stderr.decode()
+    # a fresh cache folder is created private, and a corrupted one is rebuilt, not fatal
+    assert stat.S_IMODE(os.stat(tmp_path / "fresh" / tag).st_mode) == 0o700
+    for f in (tmp_path / "fresh").rglob("*"):
+        if f.is_file() and f.suffix in (".nbc", ".nbi"):
+            f.write_bytes(b"garbage")
+    r = _sample(trained_run, {"NUMBA_CACHE_DIR": str(tmp_path / "fresh")})
+    assert r.returncode == 0 and r.stdout == want, r.stderr.decode()
 
 
 def test_numba_disable_jit_is_refused_clearly(trained_run):
