@@ -93,5 +93,5 @@ def cli(debug):
 
 
 for _command in (train.train, sample.sample, evaluate.eval_cmd, sample.complete, export.export,
-                 manage.info, manage.runs, manage.plot):
+                 manage.info, manage.runs, manage.plot, manage.cache):
     cli.add_command(_command)

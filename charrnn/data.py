@@ -4,19 +4,22 @@ A corpus is read twice as a stream of byte chunks: once to collect the set of
 characters, once to encode them into a preallocated array of the smallest id
 type, so memory stays near the size of that array (1 byte a character for up to
 256 distinct characters), never a Python string of the whole text. Line ends
-are normalised: CRLF becomes LF. Standard input ("-") is copied to a temporary
-file as the first pass reads it, and the second pass reads that file.
+are normalised: CRLF becomes LF. Standard input ("-"), a FIFO or a device is
+copied to a temporary file as the first pass reads it, and the second pass reads
+that file.
 """
 import codecs
+import contextlib
 import io
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.vocab import Vocab
+from charrnn.vocab import Vocab, codepoints
 
 CHUNK = 1 << 20  # bytes per read: ~20 MB of temporaries while encoding
 MAX_CHARS = 4_000_000_000   # default bound: far above any real corpus; /dev/zero stops here
@@ -28,10 +31,18 @@ class CorpusError(Exception):
 
 @dataclass
 class Corpus:
-    ids: np.ndarray       # (N,) smallest unsigned int type
+    ids: np.ndarray       # (N,) smallest unsigned int type; a read-only memmap when cached
     vocab: Vocab
     names: list[str]
     nbytes: int
+    fingerprint: str | None = None   # runs.fingerprint(ids), when already known
+    cache: str | None = None         # "hit" or "stored" when the corpus cache was used
+
+
+def fingerprint(ids) -> str:
+    """A cheap identity of an encoded corpus: its length and CRC-32 (of the ids' bytes)."""
+    import zlib
+    return f"{len(ids)}:{zlib.crc32(memoryview(ids).cast('B')):08x}"
 
 
 def _reads(f):
@@ -40,24 +51,29 @@ def _reads(f):
 
 
 def _byte_chunks(path, stdin_spool):
-    if path != "-":
+    """Byte chunks of a file; stdin, a FIFO or a device can be read only once, so the
+    first of two passes copies it aside (into stdin_spool[path]) for the second."""
+    once = path == "-" or not stat.S_ISREG(os.stat(path).st_mode)
+    if not once:
         with open(path, "rb") as f:
             yield from _reads(f)
         return
-    spool = None if stdin_spool is None else stdin_spool.get("-")
+    spool = None if stdin_spool is None else stdin_spool.get(path)
     if spool is not None:               # a later pass reads the copy
         spool.seek(0)
         yield from _reads(spool)
         return
-    if stdin_spool is not None:         # the first of two passes copies stdin aside as it reads
+    if stdin_spool is not None:
         try:
-            spool = stdin_spool["-"] = tempfile.TemporaryFile()
+            spool = stdin_spool[path] = tempfile.TemporaryFile()
         except OSError:                 # no writable temporary folder: keep it in memory
-            spool = stdin_spool["-"] = io.BytesIO()
-    for chunk in _reads(sys.stdin.buffer):
-        if spool is not None:
-            spool.write(chunk)
-        yield chunk
+            spool = stdin_spool[path] = io.BytesIO()
+    with contextlib.ExitStack() as stack:
+        source = sys.stdin.buffer if path == "-" else stack.enter_context(open(path, "rb"))
+        for chunk in _reads(source):
+            if spool is not None:
+                spool.write(chunk)
+            yield chunk
 
 
 def text_chunks(path, encoding, stdin_spool):
@@ -101,51 +117,106 @@ def _check_path(path):
         raise CorpusError(f"{path}: not readable (permission denied)")
 
 
-def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None, max_chars: int = MAX_CHARS) -> Corpus:
+def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None, max_chars: int = MAX_CHARS,
+                cache: bool = False, warn=None) -> Corpus:
     """Read and encode the files in `paths` ("-" is stdin), concatenated in order.
 
     With `vocab` given (resuming, evaluating) characters must belong to it;
     otherwise the vocabulary is the sorted set of characters read.
+    cache: use and fill the corpus cache (`corpus_cache`) for regular files; a cache
+    that cannot be written costs one `warn(message)` and an in-memory encoding.
     """
     try:
         codecs.lookup(encoding)
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
+    if cache:
+        from charrnn import corpus_cache as K
+        cache = K.cacheable(paths)
+        hit = K.lookup(paths, encoding) if cache else None
+        if hit is not None:
+            ids, cps, meta = hit
+            if len(ids) > max_chars:
+                raise CorpusError(f"{', '.join(paths)}: more than {max_chars:,} characters "
+                                  f"(raise --max-chars for a corpus this large)")
+            if vocab is None or np.array_equal(vocab.codepoints, cps):
+                return Corpus(ids=ids, vocab=vocab or Vocab(cps), names=list(paths),
+                              nbytes=meta["bytes"], fingerprint=meta["fingerprint"], cache="hit")
     stdin_spool: dict = {}
     try:
-        return _encode(paths, encoding, vocab, stdin_spool, max_chars)
+        return _encode(paths, encoding, vocab, stdin_spool, max_chars, cache, warn)
     finally:
         for spool in stdin_spool.values():
             spool.close()
 
 
-def _encode(paths, encoding, vocab, stdin_spool, max_chars=MAX_CHARS) -> Corpus:
-    charset, n, nbytes = set(), 0, 0
+def _encode(paths, encoding, vocab, stdin_spool, max_chars=MAX_CHARS, cache=False, warn=None) -> Corpus:
+    n, nbytes = 0, 0
+    seen = np.zeros(0x110000, dtype=bool)       # a mark per code point
     for path in paths:
         for text in text_chunks(path, encoding, stdin_spool):
-            charset.update(text)
+            seen[codepoints(text)] = True
             n += len(text)
             if n > max_chars:
                 raise CorpusError(f"{path}: more than {max_chars:,} characters; stopped reading "
                                   f"(an endless input? raise --max-chars for a corpus this large)")
-        nbytes += stdin_spool["-"].tell() if path == "-" else os.path.getsize(path)
+        nbytes += stdin_spool[path].tell() if path in stdin_spool else os.path.getsize(path)
     if n == 0:
         raise CorpusError(f"{', '.join(paths)}: the corpus is empty")
+    found = np.flatnonzero(seen).astype(np.int32)
     if vocab is None:
-        vocab = Vocab.from_chars(charset)
+        vocab = Vocab(found)
     else:
-        unknown = vocab.missing(charset)
-        if unknown:
+        unknown = found[~np.isin(found, vocab.codepoints)]
+        if len(unknown):
+            sample = "".join(chr(c) for c in unknown[:10].tolist())
             raise CorpusError(f"{', '.join(paths)}: {len(unknown)} character(s) not in the "
-                              f"model's vocabulary, e.g. {''.join(unknown[:10])!r}")
+                              f"model's vocabulary, e.g. {sample!r}")
+    if cache:
+        stored = _encode_to_cache(paths, encoding, vocab, n, nbytes, warn)
+        if stored is not None:
+            return stored
     ids = np.empty(n, dtype=vocab.id_dtype)
     k = 0
     for path in paths:
         for text in text_chunks(path, encoding, stdin_spool):
-            codes, _ = vocab.lookup(text)
+            codes = vocab.encode_known(text)
             ids[k:k + len(codes)] = codes
             k += len(codes)
     return Corpus(ids=ids, vocab=vocab, names=list(paths), nbytes=nbytes)
+
+
+def _encode_to_cache(paths, encoding, vocab, n, nbytes, warn) -> Corpus | None:
+    """The second pass written chunk by chunk into a new cache entry, then mapped;
+    None (after one warning) if the cache cannot be written."""
+    import zlib
+
+    from charrnn import corpus_cache as K
+    writer = None
+    try:
+        writer = K.Writer(paths, encoding)
+        crc, k = 0, 0
+        for path in paths:
+            for text in text_chunks(path, encoding, None):
+                codes = vocab.encode_known(text)
+                writer.write(codes)
+                crc = zlib.crc32(memoryview(codes).cast("B"), crc)
+                k += len(codes)
+        if k != n:      # a file changed between the passes
+            raise CorpusError(f"{', '.join(paths)}: changed while being read; try again")
+        writer.commit(vocab, n, nbytes, f"{n}:{crc:08x}")
+    except OSError as e:
+        if writer is not None:
+            writer.abort()
+        if warn is not None:
+            warn(f"corpus cache {K.folder()}: cannot write ({e.strerror or e}); "
+                 f"encoding in memory")
+        return None
+    hit = K.lookup(paths, encoding)
+    if hit is None:
+        return None
+    return Corpus(ids=hit[0], vocab=vocab, names=list(paths), nbytes=nbytes,
+                  fingerprint=hit[2]["fingerprint"], cache="stored")
 
 
 def split(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:

@@ -119,7 +119,8 @@ def summary(result, out_dir, interrupted=False, corpus="CORPUS") -> str:
     why = {"steps": f"reached --steps {result['step']}",
            "time": "used the time budget",
            "patience": f"early stop: no new best in {result.get('patience')} evaluations",
-           "signal": "interrupted"}.get(result.get("reason"), "")
+           "signal": "interrupted",
+           "paused": "paused by --pause-at"}.get(result.get("reason"), "")
     lines = [("stopped" if interrupted else "done") + f" at step {result['step']} after "
              f"{fmt_time(result['elapsed'])}" + (f" ({why})" if why else "")]
     if best is not None and math.isfinite(best):
@@ -127,6 +128,6 @@ def summary(result, out_dir, interrupted=False, corpus="CORPUS") -> str:
                      f"(perplexity {math.exp(best):.2f})")
     lines.append(f"checkpoints: {os.path.join(out_dir, 'best.npz')}, {os.path.join(out_dir, 'latest.npz')}")
     lines.append(f"sample:      charrnn sample --checkpoint {out_dir} --temp 0.8")
-    if interrupted:
+    if interrupted or result.get("reason") == "paused":
         lines.append(f"resume:      charrnn train {corpus} --resume {os.path.join(out_dir, 'latest.npz')}")
     return "\n".join(lines)

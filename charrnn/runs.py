@@ -1,7 +1,6 @@
 """Run folders: naming, the single-writer lock, listing, corpus fingerprints."""
 import os
 import time
-import zlib
 from contextlib import contextmanager
 
 
@@ -13,11 +12,6 @@ def default_run_dir(corpus, model, root="checkpoints") -> str:
     first = corpus[0]
     stem = "stdin" if first == "-" else os.path.splitext(os.path.basename(first.rstrip("/")))[0]
     return os.path.join(root, f"{stem}-{model}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def fingerprint(ids) -> str:
-    """A cheap identity of an encoded corpus: its length and CRC-32."""
-    return f"{len(ids)}:{zlib.crc32(memoryview(ids).cast('B')):08x}"
 
 
 @contextmanager

@@ -201,12 +201,24 @@ def total_steps(trainer: Trainer, steps=None, epochs=None) -> int | None:
 
 
 def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
-        eval_every=200, on_event=lambda kind, info: None, log_every=None) -> dict:
+        eval_every=200, on_event=lambda kind, info: None, log_every=None, pause_at=None) -> dict:
     """Train until the step/epoch/time bound, early stopping (tcfg.patience
     evaluations without a new best) or a stop signal; evaluate every `eval_every`
     steps, save latest.npz / best.npz and append to log.jsonl. The result's
-    "reason" says which ended the run: "steps", "time", "patience" or "signal"."""
+    "reason" says which ended the run: "steps", "time", "patience", "signal" or
+    "paused".
+
+    pause_at: stop early, evaluated and saved, at this step (a step- or epoch-bound
+    run) or at this many seconds of training (a time-bound run), with the schedule's
+    horizon still the whole run, so that resuming continues it as if never paused
+    (successive halving pauses trials at its rungs)."""
     final = total_steps(trainer, steps, epochs)
+
+    def at_pause():
+        if pause_at is None:
+            return False
+        return trainer.step >= pause_at if final is not None else trainer.elapsed >= pause_at
+
     # the schedule's horizon: this run's end, in steps or in seconds since the run began
     trainer.horizon = {"steps": final} if final is not None else \
         {"seconds": trainer.elapsed + seconds} if seconds is not None else None
@@ -243,6 +255,8 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
                 reason = "patience"
             elif "signal" in stop:
                 reason = "signal"
+            elif at_pause():
+                reason = "paused"
             if reason is not None:
                 break
             lr = trainer.lr
@@ -258,7 +272,7 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
                     "run_seconds": time.perf_counter() - t_start, "seconds": seconds}
             on_event("step", info)
             is_eval = eval_every > 0 and trainer.step % eval_every == 0
-            done = (final is not None and trainer.step >= final)
+            done = (final is not None and trainer.step >= final) or at_pause()
             if is_eval or done:
                 val = trainer.evaluate(stop)
                 if val is _INTERRUPTED:

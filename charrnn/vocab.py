@@ -23,12 +23,21 @@ class Vocab:
 
     def lookup(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids intp, known bool) for every character of text; unknown ids are 0."""
-        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.int32)
+        cps = codepoints(text)
         pos = np.searchsorted(self.codepoints, cps)
         np.minimum(pos, len(self) - 1, out=pos)
         known = self.codepoints[pos] == cps
         pos[~known] = 0
         return pos, known
+
+    def encode_known(self, text: str) -> np.ndarray:
+        """ids (id_dtype) of a text whose characters are all in the vocabulary, through a
+        table over every code point (4.4 MB, built once): the corpus encoder's fast path,
+        about 5x `lookup` on 1 MB chunks."""
+        if getattr(self, "_table", None) is None:
+            self._table = np.zeros(0x110000, dtype=self.id_dtype)
+            self._table[self.codepoints] = np.arange(len(self), dtype=self.id_dtype)
+        return self._table[codepoints(text)]
 
     def index(self, ch: str) -> int:
         """The id of one character, or -1 if it is not in the vocabulary."""
@@ -53,3 +62,9 @@ class Vocab:
     def preview(self, n: int = 80) -> str:
         s = "".join(self.chars[:n].tolist())
         return repr(s) + (f" ... (+{len(self) - n})" if len(self) > n else "")
+
+
+def codepoints(text: str) -> np.ndarray:
+    """(len(text),) int32 code points of a string (lone surrogates included)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.int32)
+

@@ -58,3 +58,10 @@ def trained_run(tmp_path_factory, bundled_text):
     tmp = tmp_path_factory.mktemp("trained")
     trainer, out = train_small(tmp, bundled_text[:30_000], steps=150, hidden=48, layers=2)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def corpus_cache_in_a_temporary_folder(tmp_path_factory):
+    """Runs in the tests fill a corpus cache of their own, never the user's."""
+    os.environ["CHARRNN_CORPUS_CACHE"] = str(tmp_path_factory.mktemp("corpus-cache"))
+    yield

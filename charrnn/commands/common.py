@@ -63,10 +63,11 @@ def load_checkpoint(path):
         raise DataError(str(e)) from None
 
 
-def read_corpus(paths, encoding, vocab=None, max_chars=None):
+def read_corpus(paths, encoding, vocab=None, max_chars=None, cache=False):
     from charrnn.data import MAX_CHARS, CorpusError, read_corpus as _read
     try:
-        return _read(paths, encoding, vocab, max_chars or MAX_CHARS)
+        return _read(paths, encoding, vocab, max_chars or MAX_CHARS, cache=cache,
+                     warn=lambda m: click.echo(f"warning: {m}", err=True))
     except CorpusError as e:
         raise DataError(str(e)) from None
 

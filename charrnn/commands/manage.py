@@ -78,3 +78,38 @@ def plot(run, png, width, height):
         return
     click.echo(plot_terminal(curves, width, height,
                              title=os.path.basename(os.path.dirname(os.path.abspath(log)))))
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--clear", is_flag=True, help="Remove every cached corpus.")
+def cache(clear):
+    """List the corpus cache: corpora encoded once and memory-mapped by later runs.
+
+    Its folder is $CHARRNN_CORPUS_CACHE, else ~/.cache/charrnn/corpora (or under
+    $XDG_CACHE_HOME). An entry is used while its files' size and modification time
+    are unchanged; `charrnn train --no-cache` skips it.
+
+    \b
+    Examples:
+      charrnn cache
+      charrnn cache --clear
+    """
+    from charrnn import corpus_cache as K
+    if clear:
+        freed = K.clear()
+        click.echo(f"removed {freed / 2**20:,.1f} MB from {K.folder()}", err=True)
+        return
+    found = K.entries()
+    if not found:
+        click.echo(f"no cached corpora in {K.folder()}", err=True)
+        return
+    import time
+
+    from charrnn.ui import Grid, stdout_console
+    t = Grid(f"cached corpora in {K.folder()}", ("corpus", "chars", "MB on disk", "encoded", "entry"),
+             left=("corpus", "encoded", "entry"), whole=("corpus",))
+    for e in found:
+        t.add_row(" + ".join(s["path"] for s in e["sources"]), f"{e['chars']:,}",
+                  f"{e['size'] / 2**20:,.1f}", time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"])),
+                  os.path.basename(e["base"]))
+    t.show(stdout_console())

@@ -56,6 +56,10 @@ MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and tra
                    "(the options you give still win)  [default: on with --time]")
 @click.option("--dry-run", is_flag=True,
               help="Print the settings (and the plan) the run would use, then exit without training.")
+@click.option("--pause-at", default=None, metavar="STEP|DURATION",
+              help="Stop early, evaluated and saved, at this step (or, in a --time run, after this "
+                   "much training: 90s, 5m), keeping the schedule of the whole run; --resume "
+                   "continues it as if it never stopped.")
 @click.option("--patience", type=Patience(), default=DEFAULT_PATIENCE, show_default=True,
               help="Stop after K evaluations without a new best validation loss ('off': never).")
 @click.option("--eval-every", type=click.IntRange(0), default=200, show_default=True,
@@ -72,13 +76,16 @@ MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and tra
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the corpus.")
 @click.option("--max-chars", type=click.IntRange(1), default=4_000_000_000, show_default=True,
               help="Refuse a corpus longer than this (an endless input such as /dev/zero stops here).")
+@click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
+              help="Encode the corpus files once into the corpus cache and memory-map them "
+                   "(see `charrnn cache`); later runs on the same files skip the encoding.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--preview/--no-preview", default=True, show_default=True,
               help="Show a short sample at every evaluation.")
 @click.pass_context
 def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, optimizer, lr, schedule,
-          warmup, min_lr, clip, steps, epochs, seconds, use_plan, dry_run, patience, eval_every, val_frac, out,
-          resume, seed, dtype, encoding, max_chars, quiet, preview):
+          warmup, min_lr, clip, steps, epochs, seconds, use_plan, dry_run, pause_at, patience, eval_every, val_frac, out,
+          resume, seed, dtype, encoding, max_chars, use_cache, quiet, preview):
     """Train a character-level language model on CORPUS (files, or - for stdin).
 
     Writes checkpoints/<run>/latest.npz, best.npz (lowest validation loss) and
@@ -115,15 +122,18 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
     out = out or (os.path.dirname(os.path.abspath(resume)) if ck is not None
                   else runs.default_run_dir(corpus, model))
     _guard_run_folder(out, resume, ck)
+    pause_at = _pause_point(pause_at, seconds is not None and steps is None and epochs is None)
     import contextlib
     # checked and locked before the corpus is read: a locked or unwritable folder fails at once
     with contextlib.nullcontext() if dry_run else runs.lock_run_dir(out):
-        data = read_corpus(list(corpus), encoding, ck.vocab if ck else None, max_chars)
+        data = read_corpus(list(corpus), encoding, ck.vocab if ck else None, max_chars,
+                           cache=use_cache and not dry_run)
         if len(data.vocab) < 2:
             raise DataError(f"{', '.join(corpus)}: only one distinct character; "
                             f"there is nothing to learn")
         from charrnn.config import ModelConfig, TrainConfig
-        fingerprint = runs.fingerprint(data.ids)
+        from charrnn.data import fingerprint as data_fingerprint
+        fingerprint = data.fingerprint or data_fingerprint(data.ids)
         plan = None
         if ck is not None:
             mcfg = ck.model_cfg
@@ -185,7 +195,7 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
         display = TrainDisplay(quiet=quiet, preview=runs.preview_sampler() if preview else None)
         try:
             result = run(trainer, out, steps=steps, epochs=epochs, seconds=seconds,
-                         eval_every=tcfg.eval_every, on_event=display)
+                         eval_every=tcfg.eval_every, on_event=display, pause_at=pause_at)
         except NonFiniteError as e:
             display.on_done({})
             raise StopTraining(f"{e}; stopped without saving it, the last good checkpoints "
@@ -197,6 +207,26 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
         if interrupted:
             import signal
             sys.exit(130 if result["signal"] == signal.SIGINT else 143)
+
+
+def _pause_point(value, by_time):
+    """--pause-at as a step number, or as seconds of training in a time-bound run."""
+    if value is None:
+        return None
+    if by_time:
+        from charrnn.schedule import parse_duration
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--pause-at") from None
+    try:
+        step = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: a step number (a duration only in a --time run)",
+                                 param_hint="--pause-at") from None
+    if step < 1:
+        raise click.BadParameter(f"{value!r}: must be a step number >= 1", param_hint="--pause-at")
+    return step
 
 
 def _check_memory(mcfg, tcfg):

@@ -1,0 +1,170 @@
+"""Encoded corpora kept on disk, so a corpus is encoded once and memory-mapped after.
+
+An entry is two files in the cache folder, named by a key of the source files
+(real path, size, modification time, inode) and the text encoding:
+`<key>.ids` holds the ids as raw little-endian integers of the vocabulary's id
+type, and `<key>.json` the vocabulary, the length, the fingerprint of the ids
+and the sources. The JSON file is written last, so an entry without it (a
+killed encoding) is never used. Editing a source file changes the key; the old
+entry is removed when the new one is written. Training maps the ids file
+read-only (`np.memmap`), so its memory no longer grows with the corpus: the
+kernel pages in what the streams read and can drop it again.
+
+The folder is `$CHARRNN_CORPUS_CACHE`, else `$XDG_CACHE_HOME/charrnn/corpora`,
+else `~/.cache/charrnn/corpora`; `charrnn cache` lists it and `--clear` empties it.
+"""
+import hashlib
+import json
+import os
+import stat
+import time
+
+import numpy as np
+
+FORMAT = 1
+DTYPES = ("uint8", "uint16", "int32")
+
+
+def folder() -> str:
+    env = os.environ.get("CHARRNN_CORPUS_CACHE")
+    if env:
+        return env
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "charrnn", "corpora")
+
+
+def cacheable(paths) -> bool:
+    """Only regular files: stdin, FIFOs and devices are read once and never cached."""
+    try:
+        return bool(paths) and all(p != "-" and stat.S_ISREG(os.stat(p).st_mode) for p in paths)
+    except OSError:
+        return False
+
+
+def sources(paths) -> list[dict]:
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append({"path": os.path.realpath(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                    "inode": st.st_ino})
+    return out
+
+
+def key(paths, encoding) -> str:
+    blob = json.dumps([FORMAT, encoding, sources(paths)], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def lookup(paths, encoding):
+    """(ids memmap, codepoints, meta) of a valid entry for these sources, or None.
+    An entry that does not check out (truncated, edited, unreadable) is ignored."""
+    base = os.path.join(folder(), key(paths, encoding))
+    try:
+        with open(base + ".json", encoding="utf-8") as f:
+            meta = json.load(f)
+        n, dtype = int(meta["chars"]), np.dtype(meta["dtype"])
+        cps = np.asarray(meta["codepoints"], dtype=np.int64)
+        if (meta.get("format") != FORMAT or meta["dtype"] not in DTYPES or n < 1
+                or os.path.getsize(base + ".ids") != n * dtype.itemsize
+                or len(cps) < 1 or np.any(np.diff(cps) <= 0) or cps[0] < 0 or cps[-1] > 0x10FFFF
+                or np.any((cps >= 0xD800) & (cps <= 0xDFFF))
+                or meta["sources"] != sources(paths)):
+            return None
+        ids = np.memmap(base + ".ids", dtype=dtype.newbyteorder("<"), mode="r", shape=(n,))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return ids, cps.astype(np.int32), meta
+
+
+class Writer:
+    """Writes one entry's ids in chunks (plain writes: the page cache they go
+    through is not the process's memory), then commits it with its JSON file."""
+
+    def __init__(self, paths, encoding):
+        self.dir = folder()
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self.paths, self.encoding = paths, encoding
+        self.base = os.path.join(self.dir, key(paths, encoding))
+        self.tmp = f"{self.base}.ids.tmp-{os.getpid()}"
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self.f = os.fdopen(fd, "wb")
+
+    def write(self, ids: np.ndarray):
+        self.f.write(ids.astype(ids.dtype.newbyteorder("<"), copy=False).tobytes())
+
+    def commit(self, vocab, n, nbytes, fingerprint):
+        self.f.close()
+        os.replace(self.tmp, self.base + ".ids")
+        meta = {"format": FORMAT, "chars": int(n), "bytes": int(nbytes),
+                "dtype": np.dtype(vocab.id_dtype).name, "codepoints": vocab.codepoints.tolist(),
+                "fingerprint": fingerprint, "encoding": self.encoding,
+                "sources": sources(self.paths), "created": time.time()}
+        tmp = f"{self.base}.json.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        os.replace(tmp, self.base + ".json")
+        _remove_stale(self.base, meta["sources"])
+
+    def abort(self):
+        try:
+            self.f.close()
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+
+
+def _remove_stale(keep, srcs):
+    """Entries for the same files as an older version of them."""
+    paths = [s["path"] for s in srcs]
+    for e in entries():
+        if e["base"] != keep and [s.get("path") for s in e["sources"]] == paths:
+            remove(e["base"])
+
+
+def entries() -> list[dict]:
+    """Every committed entry: {"base", "chars", "bytes", "sources", "created", "size"}."""
+    found, d = [], folder()
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return found
+    for name in sorted(names):
+        if not name.endswith(".json"):
+            continue
+        base = os.path.join(d, name[:-5])
+        try:
+            with open(base + ".json", encoding="utf-8") as f:
+                meta = json.load(f)
+            size = os.path.getsize(base + ".ids")
+            found.append({"base": base, "chars": int(meta["chars"]), "bytes": int(meta["bytes"]),
+                          "sources": list(meta["sources"]), "created": float(meta["created"]),
+                          "size": size})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+def remove(base):
+    for suffix in (".json", ".ids"):
+        try:
+            os.unlink(base + suffix)
+        except FileNotFoundError:
+            pass
+
+
+def clear() -> int:
+    """Remove every file in the cache folder that charrnn wrote; returns bytes freed."""
+    d, freed = folder(), 0
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return 0
+    for name in names:
+        if name.endswith((".ids", ".json")) or ".tmp-" in name:
+            path = os.path.join(d, name)
+            try:
+                freed += os.path.getsize(path)
+                os.unlink(path)
+            except OSError:
+                pass
+    return freed
