@@ -7,7 +7,7 @@ import sys
 import click
 
 from charrnn import __version__
-from charrnn.commands import evaluate, export, manage, sample, train
+from charrnn.commands import evaluate, export, manage, sample, sweep, train
 from charrnn.commands.common import CONTEXT, err
 
 def main(argv=None):
@@ -93,5 +93,5 @@ def cli(debug):
 
 
 for _command in (train.train, sample.sample, evaluate.eval_cmd, sample.complete, export.export,
-                 manage.info, manage.runs, manage.plot, manage.cache):
+                 manage.info, manage.runs, manage.plot, manage.cache, sweep.sweep):
     cli.add_command(_command)

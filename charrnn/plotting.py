@@ -23,12 +23,23 @@ def load_log(path) -> dict:
     return out
 
 
+def _series(curves):
+    """(label, steps, losses, style) to draw: a run's two curves, or, given
+    {trial name: curves}, each trial's validation curve."""
+    if "step" in curves:
+        out = [("train (smoothed)", curves["step"], curves["train"], "-")]
+        if curves["val"]:
+            out.append(("validation", curves["val_step"], curves["val"], "o-"))
+        return out
+    return [(name, c["val_step"], c["val"], "o-") for name, c in curves.items()]
+
+
 def plot_terminal(curves, width=None, height=None, title="") -> str:
+    """curves: one run's load_log(), or {name: load_log()} of a sweep's trials."""
     import plotext as plt
     plt.clf()
-    plt.plot(curves["step"], curves["train"], label="train (smoothed)", marker="braille")
-    if curves["val"]:
-        plt.plot(curves["val_step"], curves["val"], label="validation", marker="braille")
+    for label, x, y, _ in _series(curves):
+        plt.plot(x, y, label=label, marker="braille")
     plt.title(f"{title}: loss (nats/char)")
     plt.xlabel("step")
     if width or height:
@@ -44,9 +55,8 @@ def plot_png(curves, path, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    ax.plot(curves["step"], curves["train"], label="train (smoothed)")
-    if curves["val"]:
-        ax.plot(curves["val_step"], curves["val"], "o-", label="validation")
+    for label, x, y, style in _series(curves):
+        ax.plot(x, y, style, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/char)")
     ax.set_title(title)

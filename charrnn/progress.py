@@ -131,3 +131,60 @@ def summary(result, out_dir, interrupted=False, corpus="CORPUS") -> str:
     if interrupted or result.get("reason") == "paused":
         lines.append(f"resume:      charrnn train {corpus} --resume {os.path.join(out_dir, 'latest.npz')}")
     return "\n".join(lines)
+
+
+class SweepDisplay:
+    """A sweep's progress on stderr: a live table of the trials on a terminal (step and
+    validation loss read from each trial's log.jsonl), else a line per finished trial."""
+
+    def __init__(self, trials, folder, quiet=False, stream=None):
+        self.trials, self.folder, self.quiet = trials, folder, quiet
+        self.stream = stream or sys.stderr
+        self.seen = {t.name: t.state for t in trials}
+        self.live = None
+        if not quiet and self.stream.isatty():
+            from rich.console import Console
+            from rich.live import Live
+            self.live = Live(self._table(), console=Console(file=self.stream), refresh_per_second=1,
+                             transient=False)
+            self.live.start()
+
+    def _table(self):
+        import os
+
+        from rich.table import Table
+
+        from charrnn.trial import progress
+        t = Table(title=f"sweep {self.folder}", title_justify="left")
+        for col in ("trial", "state", "rung", "step", "best val", "note"):
+            t.add_column(col, justify="left" if col in ("trial", "state", "note") else "right",
+                         no_wrap=col == "trial")
+        for tr in self.trials:
+            step, val = tr.step, tr.best_val
+            if tr.state == "running":
+                now = progress(os.path.join(self.folder, tr.name))
+                step = now.get("step") or step
+                if now.get("val") is not None and (val is None or now["val"] < val):
+                    val = now["val"]
+            t.add_row(tr.name, tr.state, str(max(tr.rung, 0)) if tr.rung >= 0 else "-", f"{step:,}",
+                      f"{val:.4f}" if val is not None else "-", (tr.error or "")[:60])
+        return t
+
+    def update(self):
+        if self.quiet:
+            return
+        if self.live is not None:
+            self.live.update(self._table())
+            return
+        for tr in self.trials:
+            if self.seen.get(tr.name) != tr.state:
+                self.seen[tr.name] = tr.state
+                if tr.state != "running":
+                    best = f"{tr.best_val:.4f}" if tr.best_val is not None else "-"
+                    print(f"trial {tr.name}: {tr.state} at step {tr.step:,}, best val {best}"
+                          + (f": {tr.error}" if tr.error else ""), file=self.stream, flush=True)
+
+    def close(self):
+        self.update()
+        if self.live is not None:
+            self.live.stop()

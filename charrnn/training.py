@@ -292,6 +292,10 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
                      "lr": lr, "chars_per_sec": cps, "elapsed": round(trainer.elapsed, 3)})
         if saved_step != trainer.step:
             save(best=not os.path.exists(os.path.join(out_dir, "best.npz")))
+        # the run's last record says why it ended (a sweep reads it)
+        log({"step": trainer.step, "end": reason,
+             "best_val": None if math.isinf(trainer.best_val) else trainer.best_val,
+             "elapsed": round(trainer.elapsed, 3)})
     result = {"step": trainer.step, "best_val": trainer.best_val, "last_val": trainer.last_val,
               "elapsed": trainer.elapsed, "signal": stop.get("signal"), "out_dir": out_dir,
               "reason": reason, "patience": patience}

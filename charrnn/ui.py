@@ -115,3 +115,16 @@ def runs_table(runs, root="checkpoints") -> Grid:
                   f"{best:.4f}" if best is not None else "-",
                   f"{best / math.log(2):.3f}" if best is not None else "-", r["updated"])
     return t
+
+
+def sweep_table(trials, folder) -> Grid:
+    """A sweep's trials, best validation loss first."""
+    from charrnn.sweep import ranked
+    t = Grid(f"sweep {folder}/, best first", ("rank", "trial", "state", "step", "best val (nats/char)",
+                                              "bits/char", "note"),
+             left=("trial", "state", "note"), whole=("trial",))
+    for k, r in enumerate(ranked(trials), 1):
+        best = r.best_val
+        t.add_row(k, r.name, r.state, f"{r.step:,}", f"{best:.4f}" if best is not None else "-",
+                  f"{best / math.log(2):.3f}" if best is not None else "-", r.error or "")
+    return t

@@ -24,18 +24,29 @@ def info(checkpoint):
 
 
 @click.command(context_settings=CONTEXT)
+@click.argument("folder", type=click.Path(file_okay=False), required=False)
 @click.option("--root", type=click.Path(file_okay=False), default="checkpoints", show_default=True,
               help="Folder holding the run folders.")
-def runs(root):
-    """List the training runs under ./checkpoints/ with their best validation loss.
+def runs(folder, root):
+    """List the training runs under ./checkpoints/ (or FOLDER) with their best
+    validation loss. A sweep folder lists its trials, best first, with their state.
 
     \b
     Examples:
       charrnn runs
       charrnn runs --root /data/models
+      charrnn runs sweeps/shakespeare-1a2b3c4d
     """
     from charrnn.runs import list_runs
-    from charrnn.ui import runs_table, stdout_console
+    from charrnn.sweep import is_sweep, load_trials
+    from charrnn.ui import runs_table, stdout_console, sweep_table
+    root = folder or root
+    if is_sweep(root):
+        trials = load_trials(root)
+        if not trials:
+            raise DataError(f"{root}: a sweep with no trials recorded yet")
+        sweep_table(trials, root.rstrip("/")).show(stdout_console())
+        return
     found = list_runs(root)
     if not found:
         click.echo(f"no runs under {root}/", err=True)
@@ -52,7 +63,8 @@ def runs(root):
 def plot(run, png, width, height):
     """Draw a run's training and validation loss curves in the terminal.
 
-    RUN is a run folder (or its log.jsonl); default: the newest run.
+    RUN is a run folder (or its log.jsonl), or a sweep folder (the validation curves
+    of its best 12 trials together); default: the newest run.
 
     \b
     Examples:
@@ -61,8 +73,11 @@ def plot(run, png, width, height):
       charrnn plot checkpoints/shakespeare-lstm-20261123-101500 --png curves.png
     """
     from charrnn.plotting import load_log, plot_png, plot_terminal
+    from charrnn.sweep import is_sweep
     if run is None:
         run = os.path.dirname(newest_checkpoint())
+    if is_sweep(run):
+        return _plot_sweep(run, png, width, height)
     log = run if run.endswith(".jsonl") else os.path.join(run, "log.jsonl")
     if not os.path.isfile(log):
         raise DataError(f"{run}: no log.jsonl (is it a run folder written by charrnn train?)")
@@ -78,6 +93,30 @@ def plot(run, png, width, height):
         return
     click.echo(plot_terminal(curves, width, height,
                              title=os.path.basename(os.path.dirname(os.path.abspath(log)))))
+
+
+def _plot_sweep(folder, png, width, height):
+    """The validation curves of a sweep's trials together."""
+    from charrnn.plotting import load_log, plot_png, plot_terminal
+    from charrnn.sweep import load_trials
+    curves = {}
+    for t in load_trials(folder)[:12]:
+        log = os.path.join(folder, t.name, "log.jsonl")
+        if os.path.isfile(log):
+            c = load_log(log)
+            if c["val"]:
+                curves[t.name] = c
+    if not curves:
+        raise DataError(f"{folder}: no trial has a validation loss yet")
+    title = f"sweep {os.path.basename(os.path.abspath(folder))}: validation"
+    if png:
+        try:
+            plot_png(curves, png, title=title)
+        except ImportError:
+            raise DataError("--png needs matplotlib: pip install 'charrnn[png]'") from None
+        click.echo(f"wrote {png}", err=True)
+        return
+    click.echo(plot_terminal(curves, width, height, title=title))
 
 
 @click.command(context_settings=CONTEXT)
