@@ -243,6 +243,7 @@ class Batches:
         self.seq, self.pos = seq, pos
         self.x = np.empty((seq, batch), np.int32)
         self.y = np.empty((seq, batch), np.int32)
+        self._behind = _Release(self.streams)
 
     def next(self) -> tuple[np.ndarray, np.ndarray, bool]:
         """(x (T, B) int32, y (T, B) int32, wrapped); x, y are reused buffers."""
@@ -253,7 +254,47 @@ class Batches:
         self.x[:] = self.streams[:, p:p + t].T
         self.y[:] = self.streams[:, p + 1:p + t + 1].T
         self.pos += t
+        self._behind(self.pos)
         return self.x, self.y, wrapped
+
+
+class _Release:
+    """For ids memory-mapped from the corpus cache: gives back the pages every stream
+    has read past, every RELEASE ids, so resident memory stays near B x RELEASE
+    instead of growing to the whole corpus over an epoch (the pages are clean file
+    pages, read again from the file if a later epoch needs them)."""
+    RELEASE = 1 << 18
+
+    def __init__(self, streams: np.ndarray):
+        import mmap
+        root = streams
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        self.mm = getattr(root, "_mmap", None) if isinstance(root, np.memmap) else None
+        if self.mm is None or not hasattr(self.mm, "madvise"):
+            self.mm = None
+            return
+        self.page = mmap.PAGESIZE
+        start = root.ctypes.data
+        # byte offset of each stream's first id within the mapping, and of the step between ids
+        self.offsets = [streams[s].ctypes.data - start for s in range(streams.shape[0])]
+        self.itemsize = streams.itemsize
+        self.done = 0       # ids per stream released so far
+
+    def __call__(self, pos):
+        if self.mm is None:
+            return
+        if pos < self.done:                 # wrapped to the start of the streams
+            self.done = 0
+        if pos - self.done < self.RELEASE:
+            return
+        import mmap
+        for off in self.offsets:
+            lo = (off + self.done * self.itemsize) // self.page * self.page
+            hi = (off + pos * self.itemsize) // self.page * self.page - self.page
+            if hi > lo:
+                self.mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+        self.done = pos
 
 
 def eval_streams(ids: np.ndarray, max_streams: int = 32, min_len: int = 64) -> np.ndarray:

@@ -154,3 +154,44 @@ def test_pause_at_in_a_time_run_and_bad_values(corpus, tmp_path):
     for value in ("5m", "0", "x"):
         r = run_cli("train", corpus, "--out", tmp_path / "u", *TINY, "--steps", "10", "--pause-at", value)
         assert r.returncode == 2 and b"--pause-at" in r.stderr and r.stderr.count(b"\n") == 1
+
+
+def _mapped_mb(name):
+    """Resident MB of this process's mappings of files whose path contains name."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if not line[0].isupper() or line.startswith("VmFlags"):   # a mapping's header line
+                inside = name in line if "-" in line.split()[0] else inside
+                continue
+            if inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def test_a_mapped_corpus_stays_out_of_memory_over_a_whole_epoch(tmp_path, cache_dir, bundled_text, monkeypatch):
+    from charrnn import data as D
+    path = tmp_path / "big.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(40_000_000 // len(bundled_text) + 1):
+            f.write(bundled_text)
+    mapped = read_corpus([str(path)], cache=True)
+    assert mapped.cache == "stored"
+    plain = read_corpus([str(path)])
+
+    def peak(release):
+        monkeypatch.setattr(D._Release, "RELEASE", release)
+        b, ref, most = D.Batches(mapped.ids, 8, 256), D.Batches(plain.ids, 8, 256), 0.0
+        for k in range(b.per_stream // 256):
+            x, y, _ = b.next()
+            x2, y2, _ = ref.next()
+            if k % 500 == 0:
+                assert np.array_equal(x, x2) and np.array_equal(y, y2)
+                most = max(most, _mapped_mb(".ids"))
+        return most
+
+    import mmap
+    release = D._Release.RELEASE
+    assert peak(1 << 40) > 30            # never released: the whole 40 MB becomes resident
+    mapped.ids._mmap.madvise(mmap.MADV_DONTNEED)     # the next measurement starts from nothing
+    assert peak(release) < 16            # 8 streams x 256 K ids, and the kernel's read-ahead
