@@ -124,7 +124,7 @@ def remove_stale_temporaries(folder) -> int:
     except OSError:
         return 0
     for name in names:
-        if name.startswith(TMP_PREFIX) and name.endswith(".npz"):
+        if name.startswith(TMP_PREFIX) and name.endswith((".npz", ".json")):
             try:
                 os.unlink(os.path.join(folder, name))
                 n += 1

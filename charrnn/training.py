@@ -292,10 +292,14 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
                      "lr": lr, "chars_per_sec": cps, "elapsed": round(trainer.elapsed, 3)})
         if saved_step != trainer.step:
             save(best=not os.path.exists(os.path.join(out_dir, "best.npz")))
-        # the run's last record says why it ended (a sweep reads it)
-        log({"step": trainer.step, "end": reason,
-             "best_val": None if math.isinf(trainer.best_val) else trainer.best_val,
-             "elapsed": round(trainer.elapsed, 3)})
+        # why and where this invocation ended (a sweep reads it), replaced whole
+        status = {"end": reason, "step": trainer.step, "elapsed": round(trainer.elapsed, 3),
+                  "best_val": None if math.isinf(trainer.best_val) else trainer.best_val}
+        tmp = os.path.join(out_dir, f"{C.TMP_PREFIX}status-{os.getpid()}.json")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:      # never through a planted symlink
+            json.dump(status, f)
+        os.replace(tmp, os.path.join(out_dir, "status.json"))
     result = {"step": trainer.step, "best_val": trainer.best_val, "last_val": trainer.last_val,
               "elapsed": trainer.elapsed, "signal": stop.get("signal"), "out_dir": out_dir,
               "reason": reason, "patience": patience}

@@ -83,20 +83,13 @@ def run_trial(task: dict, stop=None) -> dict:
 
 
 def last_end(folder) -> dict:
-    """The last record train's loop wrote on ending ({"step", "end", "best_val", ...})."""
+    """What train wrote on ending: status.json, {"end", "step", "elapsed", "best_val"}."""
     try:
-        with open(os.path.join(folder, "log.jsonl"), encoding="utf-8") as f:
-            lines = f.readlines()
-    except OSError:
+        with open(os.path.join(folder, "status.json"), encoding="utf-8") as f:
+            status = json.load(f)
+        return status if isinstance(status, dict) else {}
+    except (OSError, ValueError):
         return {}
-    for line in reversed(lines):
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if "end" in r:
-            return r
-    return {}
 
 
 def progress(folder) -> dict:

@@ -69,7 +69,7 @@ def test_sigkill_during_save_leaves_a_whole_checkpoint(corpus, tmp_path):
     for name in ("latest.npz", "best.npz"):
         C.load(out / name)
     # the killed save leaves at most a temporary file, which is never loaded
-    assert all(f.name.startswith((".tmp-", ".lock", "latest", "best", "log")) for f in out.iterdir())
+    assert all(f.name.startswith((".tmp-", ".lock", "latest", "best", "log", "status")) for f in out.iterdir())
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
