@@ -154,7 +154,14 @@ else:
 
     def threads():
         """1: OpenBLAS's thread count is process-wide, so its products cannot be made
-        single-threaded in one thread only, which data-parallel workers need."""
+        single-threaded in one thread only, which data-parallel workers need.
+        SciPy's OpenBLAS (0.3.30, pthreads) exports openblas_set_num_threads_local,
+        but only OpenMP builds read it: set to 1, a 1024^3 product still ran on both
+        cores (15.0 ms, against 16.4 ms unset and about 28 ms on one thread), and two
+        shards with it ran (b) in 78.5 ms a step against 41.7 ms with one shard, their
+        two-thread products fighting over the cores (AMD EPYC, 2 cores, 2026-12-01).
+        Nor does a process-wide count of 1 pay: two one-thread shards took 44.0 ms for
+        (b) and 100 ms for (d), one two-thread shard 41.7 and 98 ms."""
         return 1
 
     def set_thread_local(n):
