@@ -10,6 +10,8 @@ with a message (torch is a benchmark-only dependency: pip install torch==2.13.0)
 
     python bench/bench.py                 # all configurations, 3 repetitions (~10 min)
     python bench/bench.py --only b c --repeats 1
+    python bench/bench.py --under-load        # each training config idle, then beside a
+                                              # CPU-bound process the benchmark starts
 """
 import argparse
 import importlib.util
@@ -98,6 +100,9 @@ def main():
                     "[default: bench/results/<date>-<cpu>-<blas>.json, and .md]")
     ap.add_argument("--blas", choices=["auto", "openblas"], default="auto",
                     help="charrnn's BLAS: MKL when installed (auto), or force OpenBLAS")
+    ap.add_argument("--under-load", action="store_true",
+                    help="measure each training configuration idle and then beside one competing "
+                         "CPU-bound process (started and stopped here); report the share kept")
     args = ap.parse_args()
     have_torch = importlib.util.find_spec("torch") is not None
     if not have_torch:
@@ -113,6 +118,8 @@ def main():
     # and no measured process (nor its peak memory) includes compilation
     for name in args.only:
         measure("charrnn", name, args.corpus, args.threads, args.blas, warmup_only=True)
+    if args.under_load:
+        return under_load(args, impls, peak)
     runs = {(i, n): [] for i in impls for n in args.only}
     for rep in range(args.repeats):
         for name in args.only:
@@ -144,6 +151,68 @@ def main():
     machine = describe(blas)
     table = print_table(rows, have_torch, peak, args, machine)
     path = args.json or os.path.join(HERE, "results", f"{time.strftime('%Y-%m-%d')}-{slug()}-{blas}.json")
+    with open(path, "w") as f:
+        json.dump({"date": time.strftime("%Y-%m-%d"), "machine": machine, "peak_gflops": peak,
+                   "threads": args.threads, "repeats": args.repeats, "rows": rows}, f, indent=1)
+    with open(os.path.splitext(path)[0] + ".md", "w") as f:
+        f.write(table + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+class Competitor:
+    """One CPU-bound process (a Python busy loop) for the duration of a `with`: what a
+    browser tab, a compile or a second training does to a 2-core machine."""
+
+    def __enter__(self):
+        self.p = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        self.p.kill()
+        self.p.wait()
+
+
+def under_load(args, impls, peak):
+    """Each training configuration idle, then under one competing process, one after
+    the other (repeats times, alternating); the share of idle throughput kept."""
+    names = [n for n in args.only if CONFIGS[n][0] == "train"]
+    got = {(i, n, load): [] for i in impls for n in names for load in (False, True)}
+    for rep in range(args.repeats):
+        for name in names:
+            for impl in impls:
+                for load in ((False, True) if rep % 2 == 0 else (True, False)):
+                    if load:
+                        with Competitor():
+                            r = measure(impl, name, args.corpus, args.threads, args.blas)
+                    else:
+                        r = measure(impl, name, args.corpus, args.threads, args.blas)
+                    got[(impl, name, load)].append(r)
+                    print(f"[{rep + 1}/{args.repeats}] {name} {impl} {'loaded' if load else 'idle'}: "
+                          f"{r['chars_per_sec']:,.0f} chars/s", file=sys.stderr, flush=True)
+    blas = got[("charrnn", names[0], False)][0]["blas"]
+    machine = describe(blas)
+    lines = [f"{machine}; {time.strftime('%Y-%m-%d')}; {args.repeats} repetition(s), median; "
+             f"{args.threads} threads; one competing CPU-bound process in the loaded runs", "",
+             "| config | charrnn idle | charrnn loaded | kept (target >= 40%) |"
+             + (" PyTorch idle | PyTorch loaded | kept |" if "torch" in impls else ""),
+             "|---|---|---|---|" + ("---|---|---|" if "torch" in impls else "")]
+    rows = []
+    for name in names:
+        row = {"config": name}
+        cells = []
+        for impl in impls:
+            idle = statistics.median(r["chars_per_sec"] for r in got[(impl, name, False)])
+            loaded = statistics.median(r["chars_per_sec"] for r in got[(impl, name, True)])
+            row[impl] = {"idle": idle, "loaded": loaded, "kept": loaded / idle}
+            kept = f"{100 * loaded / idle:.0f}%"
+            cells += [f"{idle:,.0f}", f"{loaded:,.0f}", f"**{kept}**" if impl == "charrnn" else kept]
+        rows.append(row)
+        mode, cell, H, L, B, T, opt, *_ = CONFIGS[name]
+        lines.append(f"| {name}: {cell} H={H} L={L} B={B} T={T} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    path = args.json or os.path.join(HERE, "results", f"{time.strftime('%Y-%m-%d')}-{slug()}-{blas}-underload.json")
     with open(path, "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%d"), "machine": machine, "peak_gflops": peak,
                    "threads": args.threads, "repeats": args.repeats, "rows": rows}, f, indent=1)

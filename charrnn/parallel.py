@@ -35,6 +35,18 @@ def shard_count(cfg: M.ModelConfig, B: int, dtype) -> int:
     return max(1, min(blas.threads(), B // MIN_STREAMS))
 
 
+SMALL_PRODUCT_FLOPS = 1 << 21   # a recurrent product below this runs on one thread
+
+
+def one_thread(cfg: M.ModelConfig, B: int) -> bool:
+    """Whether a one-shard step's products are too small to share between threads.
+    MKL splits even the (1x100)@(100x100) products of benchmark config (a) across two
+    threads: 10% faster on an idle machine (130k against 118k chars/s), but with one
+    competing process the threads wait for each other and it kept 27% of that speed;
+    on one thread it kept 101% (AMD EPYC, 2 cores, MKL 2026.2)."""
+    return 2 * B * cfg.hidden * cfg.gates * cfg.hidden < SMALL_PRODUCT_FLOPS
+
+
 def _worker_init():
     flush_denormals()           # MXCSR is per thread: see kernels/fpenv.py
     blas.set_thread_local(1)

@@ -20,6 +20,7 @@ from charrnn import parallel as P
 from charrnn import schedule as S
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Batches, eval_streams, split
+from charrnn.kernels import blas
 from charrnn.kernels import optim as O
 
 EVAL_CHUNK = 256
@@ -45,6 +46,7 @@ class Trainer:
             self.parallel, self.ws = P.DataParallel(mcfg, T, B, self.dtype, self.shards), None
         else:
             self.parallel, self.ws = None, M.Workspace(mcfg, T, B, self.dtype)
+        self.one_thread = self.shards == 1 and P.one_thread(mcfg, B)
         self.state = M.State(mcfg, B, self.dtype)
         self.grad = np.zeros(M.num_params(mcfg), self.dtype)
         self.g = M.views(self.grad, mcfg)
@@ -107,8 +109,14 @@ class Trainer:
         if self.parallel is not None:
             loss = self.parallel.step(self.p, self.grad, self.g, x, y, self.state, masks) / x.size
         else:
-            loss = M.forward(cfg, self.p, self.ws, x, y, self.state, masks, g=self.g) / x.size
-            M.backward(cfg, self.p, self.g, self.ws, x, masks)
+            if self.one_thread:
+                blas.set_thread_local(1)
+            try:
+                loss = M.forward(cfg, self.p, self.ws, x, y, self.state, masks, g=self.g) / x.size
+                M.backward(cfg, self.p, self.g, self.ws, x, masks)
+            finally:
+                if self.one_thread:
+                    blas.set_thread_local(0)
         if self.step + 1 == self._nan_at:
             self.grad[0] = np.nan
         norm = math.sqrt(O.sumsq(self.grad))

@@ -83,3 +83,18 @@ def test_shard_counts_outside_2_to_B_are_refused():
     for shards in (1, B + 1):
         with pytest.raises(ValueError, match="shards"):
             P.DataParallel(cfg, T, B, np.float64, shards)
+
+
+def test_threads_option_sets_every_thread_count(tmp_path, small_corpus):
+    from charrnn import checkpoint as C
+    from conftest import run_cli
+    args = ["--hidden", "16", "--layers", "1", "--batch-size", "16", "--seq-len", "16", "--steps", "8",
+            "--no-preview"]
+    one = run_cli("train", small_corpus, "--out", tmp_path / "one", *args, "--threads", "1")
+    env = {v: "1" for v in ("NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    by_env = run_cli("train", small_corpus, "--out", tmp_path / "env", *args, env=env)
+    assert one.returncode == 0 and by_env.returncode == 0
+    assert "data-parallel" not in one.stderr.decode().splitlines()[0]
+    assert np.array_equal(C.load(tmp_path / "one" / "latest.npz").flat, C.load(tmp_path / "env" / "latest.npz").flat)
+    r = run_cli("train", small_corpus, "--out", tmp_path / "bad", *args, "--threads", "0")
+    assert r.returncode == 2 and b"--threads" in r.stderr

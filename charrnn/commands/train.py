@@ -79,13 +79,17 @@ MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and tra
 @click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
               help="Encode the corpus files once into the corpus cache and memory-map them "
                    "(see `charrnn cache`); later runs on the same files skip the encoding.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="Threads for the matrix products and data-parallel shards  [default: all "
+                   "cores]. On a machine busy with other work, --threads 1 keeps its speed where "
+                   "two threads wait for each other (README, Performance).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--preview/--no-preview", default=True, show_default=True,
               help="Show a short sample at every evaluation.")
 @click.pass_context
 def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, optimizer, lr, schedule,
           warmup, min_lr, clip, steps, epochs, seconds, use_plan, dry_run, pause_at, patience, eval_every, val_frac, out,
-          resume, seed, dtype, encoding, max_chars, use_cache, quiet, preview):
+          resume, seed, dtype, encoding, max_chars, use_cache, threads, quiet, preview):
     """Train a character-level language model on CORPUS (files, or - for stdin).
 
     Writes checkpoints/<run>/latest.npz, best.npz (lowest validation loss) and
@@ -103,6 +107,8 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
         return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
     _check_train_options(given, ctx.params)
+    if threads is not None:
+        _set_threads(threads)
     from charrnn import runs
     ck = None
     if resume is not None:
@@ -207,6 +213,13 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
         if interrupted:
             import signal
             sys.exit(130 if result["signal"] == signal.SIGINT else 143)
+
+
+def _set_threads(n):
+    """Thread counts for every library that reads one, before any of them loads (the
+    command imports Numba and the BLAS only after this)."""
+    for var in ("NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(n)
 
 
 def _pause_point(value, by_time):
