@@ -22,22 +22,32 @@ def views(rng, rows, cols, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gemm_on_every_layout(dtype, rng):
+@pytest.mark.parametrize("M", [6, 1])       # one row: OpenBLAS takes its ?gemv path
+def test_gemm_on_every_layout(dtype, M, rng):
     tol = 1e-4 if dtype == np.float32 else 1e-12
-    a, a_views = views(rng, 6, 9, dtype)
+    a, a_views = views(rng, M, 9, dtype)
     b, b_views = views(rng, 9, 7, dtype)
     for av in a_views:
         for bv in b_views:
             for alpha, beta in [(1.0, 0.0), (2.0, 1.0), (0.5, -1.0)]:
-                c0 = rng.standard_normal((6, 7)).astype(dtype)
+                c0 = rng.standard_normal((M, 7)).astype(dtype)
                 c = c0.copy()
                 blas.gemm(av, bv, c, alpha, beta)
                 np.testing.assert_allclose(c, alpha * (a @ b) + beta * c0, rtol=tol, atol=tol)
             # an output with strided rows leaves its neighbours alone
-            wide = np.zeros((6, 20), dtype)
+            wide = np.zeros((M, 20), dtype)
             blas.gemm(av, bv, wide[:, 5:12], 1.0, 0.0)
             np.testing.assert_allclose(wide[:, 5:12], a @ b, rtol=tol, atol=tol)
             assert not wide[:, :5].any() and not wide[:, 12:].any()
+
+
+@pytest.mark.skipif(BLAS != "mkl", reason="without MKL the tests above already run on OpenBLAS")
+def test_every_product_layout_on_openblas_too():
+    env = dict(os.environ, CHARRNN_BLAS="openblas")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                        "-k", "gemm_on_every_layout or prepared_product or refuses"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and " passed" in r.stdout and "failed" not in r.stdout, r.stdout[-2000:]
 
 
 def test_gemm_refuses_mismatched_shapes(rng):

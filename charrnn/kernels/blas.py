@@ -175,11 +175,27 @@ else:
             return builder.bitcast(cgutils.alloca_once_value(builder, args[0]), cgutils.voidptr_t)
         return types.voidptr(value), codegen
 
+    _xxgemv = types.ExternalFunction("numba_xxgemv", types.intc(
+        types.char, types.char, types.intp, types.intp, types.voidptr, types.voidptr, types.intp,
+        types.voidptr, types.voidptr, types.voidptr))
+
     @njit(**JIT)
     def _gemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc):
         scalar = c.dtype.type       # alpha and beta in the matrices' dtype
+        kind = ord("s") if c.itemsize == 4 else ord("d")
+        if M == 1 and not ta and K > 0:
+            # one row: OpenBLAS's ?gemv, several times faster than its one-row ?gemm
+            # (benchmark config (a), B=1: 51k -> see docs/performance.md). Column-major,
+            # a row-major b (K, N) is an (N, K) matrix, a transposed one a (K, N) matrix.
+            if tb:
+                _xxgemv(kind, ord("t"), K, N, _pointer_to(scalar(alpha)), b.ctypes, ldb, a.ctypes,
+                        _pointer_to(scalar(beta)), c.ctypes)
+            else:
+                _xxgemv(kind, ord("n"), N, K, _pointer_to(scalar(alpha)), b.ctypes, ldb, a.ctypes,
+                        _pointer_to(scalar(beta)), c.ctypes)
+            return
         # row-major C = A B is column-major C^T = B^T A^T: b goes first
-        _xxgemm(ord("s") if c.itemsize == 4 else ord("d"), ord("t") if tb else ord("n"),
+        _xxgemm(kind, ord("t") if tb else ord("n"),
                 ord("t") if ta else ord("n"), N, M, K, _pointer_to(scalar(alpha)), b.ctypes, ldb,
                 a.ctypes, lda, _pointer_to(scalar(beta)), c.ctypes, ldc)
 
