@@ -4,7 +4,7 @@ Cases covered here (see also test_checkpoint.py for corrupt checkpoint files):
   SIGKILL at random moments of a (slowed) save           -> old or new checkpoint, never broken
   SIGINT / SIGTERM during training                        -> latest.npz saved, exit 130 / 143
   second SIGINT during that save                          -> checkpoint still whole
-  interrupted + resumed run, also data-parallel          -> bit-identical weights
+  interrupted + resumed run, also data-parallel, on MKL and OpenBLAS -> bit-identical weights
   NaN injected into the gradient                          -> exit 3, last good checkpoint kept
   unwritable output folder                                -> error before training, exit 1
   second trainer on the same run folder                   -> refused, exit 1
@@ -85,14 +85,16 @@ def test_signal_saves_and_exits(corpus, tmp_path, sig, code):
     assert b"Traceback" not in err
 
 
-@pytest.mark.parametrize("batch", ["4", "16"])     # 16 streams: two data-parallel shards with MKL
-def test_interrupt_then_resume_is_bit_identical(corpus, tmp_path, batch):
+@pytest.mark.parametrize("batch,blas", [("4", "auto"), ("16", "auto"), ("16", "openblas")])
+def test_interrupt_then_resume_is_bit_identical(corpus, tmp_path, batch, blas):
+    # 16 streams: two data-parallel shards with MKL; one shard of two-thread products on OpenBLAS
     base = ["--steps", "4000", "--eval-every", "100000", "--batch-size", batch]
-    r = run_cli("train", corpus, "--out", tmp_path / "whole", *TINY, *base)
+    env = {"CHARRNN_BLAS": blas}
+    r = run_cli("train", corpus, "--out", tmp_path / "whole", *TINY, *base, env=env)
     assert r.returncode == 0, r.stderr
     # interrupted at an arbitrary step by SIGINT (a second SIGINT lands during the save)
     p = start_train(corpus, tmp_path / "cut", *base,
-                    env={"CHARRNN_TEST_SLOW_SAVE": "0.3"})
+                    env={"CHARRNN_TEST_SLOW_SAVE": "0.3", **env})
     wait_for(tmp_path / "cut" / "log.jsonl")
     p.send_signal(signal.SIGINT)
     time.sleep(0.1)
@@ -100,7 +102,7 @@ def test_interrupt_then_resume_is_bit_identical(corpus, tmp_path, batch):
     p.communicate(timeout=60)
     cut = C.load(tmp_path / "cut" / "latest.npz")
     assert p.returncode == 130 and 0 < cut.train_state["step"] < 4000
-    r = run_cli("train", corpus, "--resume", tmp_path / "cut", "--quiet", *base)
+    r = run_cli("train", corpus, "--resume", tmp_path / "cut", "--quiet", *base, env=env)
     assert r.returncode == 0, r.stderr
     a = C.load(tmp_path / "whole" / "latest.npz")
     b = C.load(tmp_path / "cut" / "latest.npz")
