@@ -101,6 +101,11 @@ def test_a_failing_trial_is_reported_and_the_others_finish(corpus, tmp_path):
     assert bad["state"] == "failed" and "too short" in bad["error"]
     assert good["state"] == "done" and good["step"] == 20
     assert "too short" in r.stdout.decode() and "failed" in r.stderr.decode()
+    # when every trial fails, the sweep does: exit 1, after the table
+    r = run_cli("sweep", corpus, "--grid", "seq-len=99999,88888", "--grid", "layers=1", "--steps", "20",
+                "--out", tmp_path / "all-bad")
+    assert r.returncode == 1 and "every trial failed" in r.stderr.decode().splitlines()[-1]
+    assert r.stdout.decode().count("failed") == 2
 
 
 def test_ctrl_c_saves_the_running_trials_and_the_same_command_continues(corpus, tmp_path):

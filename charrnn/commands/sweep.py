@@ -105,6 +105,8 @@ def sweep(corpus, grid_items, random_n, seconds, steps, halving, out, workers, s
         click.echo(f"interrupted: running trials were saved; run the same command to continue "
                    f"(--out {out})", err=True)
         sys.exit(130)
+    if all(t.state == "failed" for t in trials):
+        raise DataError(f"every trial failed; the first: {trials[0].error}")
 
 
 def _run(trials, rungs, pool, ledger, display, paths, bound, budget) -> bool:
