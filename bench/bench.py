@@ -150,13 +150,7 @@ def main():
     blas = rows[0]["blas"]
     machine = describe(blas)
     table = print_table(rows, have_torch, peak, args, machine)
-    path = args.json or os.path.join(HERE, "results", f"{time.strftime('%Y-%m-%d')}-{slug()}-{blas}.json")
-    with open(path, "w") as f:
-        json.dump({"date": time.strftime("%Y-%m-%d"), "machine": machine, "peak_gflops": peak,
-                   "threads": args.threads, "repeats": args.repeats, "rows": rows}, f, indent=1)
-    with open(os.path.splitext(path)[0] + ".md", "w") as f:
-        f.write(table + "\n")
-    print(f"wrote {path}", file=sys.stderr)
+    write_results(args, f"{blas}", machine, peak, rows, table)
 
 
 class Competitor:
@@ -212,7 +206,12 @@ def under_load(args, impls, peak):
         lines.append(f"| {name}: {cell} H={H} L={L} B={B} T={T} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print("\n" + table)
-    path = args.json or os.path.join(HERE, "results", f"{time.strftime('%Y-%m-%d')}-{slug()}-{blas}-underload.json")
+    write_results(args, f"{blas}-underload", machine, peak, rows, table)
+
+
+def write_results(args, suffix, machine, peak, rows, table):
+    """rows as JSON and the table as Markdown: --json, or bench/results/<date>-<cpu>-<suffix>."""
+    path = args.json or os.path.join(HERE, "results", f"{time.strftime('%Y-%m-%d')}-{slug()}-{suffix}.json")
     with open(path, "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%d"), "machine": machine, "peak_gflops": peak,
                    "threads": args.threads, "repeats": args.repeats, "rows": rows}, f, indent=1)

@@ -50,15 +50,21 @@ def sources(paths) -> list[dict]:
     return out
 
 
-def key(paths, encoding) -> str:
-    blob = json.dumps([FORMAT, encoding, sources(paths)], sort_keys=True)
+def key(srcs: list[dict], encoding) -> str:
+    """The entry name for these `sources` read with this encoding."""
+    blob = json.dumps([FORMAT, encoding, srcs], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _mapped(base, dtype, n):
+    return np.memmap(base + ".ids", dtype=np.dtype(dtype).newbyteorder("<"), mode="r", shape=(n,))
 
 
 def lookup(paths, encoding):
     """(ids memmap, codepoints, meta) of a valid entry for these sources, or None.
     An entry that does not check out (truncated, edited, unreadable) is ignored."""
-    base = os.path.join(folder(), key(paths, encoding))
+    srcs = sources(paths)
+    base = os.path.join(folder(), key(srcs, encoding))
     try:
         with open(base + ".json", encoding="utf-8") as f:
             meta = json.load(f)
@@ -68,9 +74,9 @@ def lookup(paths, encoding):
                 or os.path.getsize(base + ".ids") != n * dtype.itemsize
                 or len(cps) < 1 or np.any(np.diff(cps) <= 0) or cps[0] < 0 or cps[-1] > 0x10FFFF
                 or np.any((cps >= 0xD800) & (cps <= 0xDFFF))
-                or meta["sources"] != sources(paths)):
+                or meta["sources"] != srcs):
             return None
-        ids = np.memmap(base + ".ids", dtype=dtype.newbyteorder("<"), mode="r", shape=(n,))
+        ids = _mapped(base, dtype, n)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return ids, cps.astype(np.int32), meta
@@ -84,7 +90,7 @@ class Writer:
         self.dir = folder()
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         self.paths, self.encoding = paths, encoding
-        self.base = os.path.join(self.dir, key(paths, encoding))
+        self.base = os.path.join(self.dir, key(sources(paths), encoding))
         self.tmp = f"{self.base}.ids.tmp-{os.getpid()}"
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         self.f = os.fdopen(fd, "wb")
@@ -93,6 +99,8 @@ class Writer:
         self.f.write(ids.astype(ids.dtype.newbyteorder("<"), copy=False).tobytes())
 
     def commit(self, vocab, n, nbytes, fingerprint):
+        """Make the entry visible; returns its ids, mapped. Sources are stat-ed again
+        here: a file edited during the encoding gets an entry no lookup will match."""
         self.f.close()
         os.replace(self.tmp, self.base + ".ids")
         meta = {"format": FORMAT, "chars": int(n), "bytes": int(nbytes),
@@ -104,6 +112,7 @@ class Writer:
             json.dump(meta, f)
         os.replace(tmp, self.base + ".json")
         _remove_stale(self.base, meta["sources"])
+        return _mapped(self.base, vocab.id_dtype, n)
 
     def abort(self):
         try:

@@ -123,8 +123,9 @@ def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None, max_chars: 
 
     With `vocab` given (resuming, evaluating) characters must belong to it;
     otherwise the vocabulary is the sorted set of characters read.
-    cache: use and fill the corpus cache (`corpus_cache`) for regular files; a cache
-    that cannot be written costs one `warn(message)` and an in-memory encoding.
+    cache: use the corpus cache (`corpus_cache`) for regular files, and fill it when the
+    vocabulary is the corpus's own (no `vocab` given); a cache that cannot be written
+    costs one `warn(message)` and an in-memory encoding.
     """
     try:
         codecs.lookup(encoding)
@@ -144,7 +145,9 @@ def read_corpus(paths, encoding="utf-8", vocab: Vocab | None = None, max_chars: 
                               nbytes=meta["bytes"], fingerprint=meta["fingerprint"], cache="hit")
     stdin_spool: dict = {}
     try:
-        return _encode(paths, encoding, vocab, stdin_spool, max_chars, cache, warn)
+        # stored only under the corpus's own vocabulary, never a checkpoint's (a superset
+        # would then become the vocabulary of every later fresh run on these files)
+        return _encode(paths, encoding, vocab, stdin_spool, max_chars, cache and vocab is None, warn)
     finally:
         for spool in stdin_spool.values():
             spool.close()
@@ -204,7 +207,7 @@ def _encode_to_cache(paths, encoding, vocab, n, nbytes, warn) -> Corpus | None:
                 k += len(codes)
         if k != n:      # a file changed between the passes
             raise CorpusError(f"{', '.join(paths)}: changed while being read; try again")
-        writer.commit(vocab, n, nbytes, f"{n}:{crc:08x}")
+        ids = writer.commit(vocab, n, nbytes, f"{n}:{crc:08x}")
     except OSError as e:
         if writer is not None:
             writer.abort()
@@ -212,11 +215,8 @@ def _encode_to_cache(paths, encoding, vocab, n, nbytes, warn) -> Corpus | None:
             warn(f"corpus cache {K.folder()}: cannot write ({e.strerror or e}); "
                  f"encoding in memory")
         return None
-    hit = K.lookup(paths, encoding)
-    if hit is None:
-        return None
-    return Corpus(ids=hit[0], vocab=vocab, names=list(paths), nbytes=nbytes,
-                  fingerprint=hit[2]["fingerprint"], cache="stored")
+    return Corpus(ids=ids, vocab=vocab, names=list(paths), nbytes=nbytes,
+                  fingerprint=f"{n}:{crc:08x}", cache="stored")
 
 
 def split(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:

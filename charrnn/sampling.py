@@ -170,7 +170,7 @@ class Many:
         after `length` characters or where `stop` appears (not yielded)."""
         n = self.n
         texts, done = [""] * n, [False] * n
-        cur, sent, made, chunk = 0, 0, 0, 16
+        cur, made, chunk = 0, 0, 16
         inv_temp = np.inf if temp == 0 else 1.0 / temp
         while cur < n:
             steps = chunk if length == 0 else min(chunk, length - made)
@@ -198,11 +198,11 @@ class Many:
                     done[i] = True
             while cur < n:                  # write what may be written, in order
                 keep = 0 if done[cur] or not stop else len(stop) - 1   # a stop may be starting
-                upto = max(sent, len(texts[cur]) - keep)
-                if upto > sent:
-                    yield cur, texts[cur][sent:upto]
-                    sent = upto
+                upto = len(texts[cur]) - keep
+                if upto > 0:                # and forget it: an endless sample stays small
+                    yield cur, texts[cur][:upto]
+                    texts[cur] = texts[cur][upto:]
                 if not done[cur]:
                     break
                 texts[cur] = ""
-                cur, sent = cur + 1, 0
+                cur += 1

@@ -19,7 +19,7 @@ import itertools
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 # grid keys -> the train option each sets (the keys spell options as train does)
 GRID_KEYS = ("model", "hidden", "layers", "dropout", "batch-size", "seq-len", "optimizer", "lr",
@@ -27,7 +27,6 @@ GRID_KEYS = ("model", "hidden", "layers", "dropout", "batch-size", "seq-len", "o
 FACTOR = 2                 # successive halving keeps the best half at each rung
 MIN_RUNG_STEPS = 10        # the first rung's share of a --steps budget, at least
 MIN_RUNG_SECONDS = 5.0     # and of a --time budget (train's own minimum)
-FINAL = ("done", "failed", "pruned")
 
 
 class SweepError(ValueError):
@@ -44,7 +43,6 @@ class Trial:
     best_val: float | None = None
     elapsed: float = 0.0
     error: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,7 +127,7 @@ def select(trials: list[Trial], rung: int, n: int) -> list[Trial]:
     those that completed rung - 1 and can go on (not failed, not stopped early)."""
     if rung == 0:
         return list(trials)
-    ready = [t for t in trials if t.rung >= rung - 1 and t.state not in ("failed",)
+    ready = [t for t in trials if t.rung >= rung - 1 and t.state != "failed"
              and not (t.state == "done" and t.rung < rung)]
     ready.sort(key=rank_key)
     return ready[:survivors(n, rung)]

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 # one thread per trial: the pool runs one trial per core
 ONE_THREAD = {"NUMBA_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -56,7 +57,6 @@ def run_trial(task: dict, stop=None) -> dict:
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env, start_new_session=True)
     # stderr is read by a thread, so a chatty trial cannot fill the pipe and stall
-    import threading
     err_lines: list[bytes] = []
     reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
     reader.start()

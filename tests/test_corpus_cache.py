@@ -195,3 +195,16 @@ def test_a_mapped_corpus_stays_out_of_memory_over_a_whole_epoch(tmp_path, cache_
     assert peak(1 << 40) > 30            # never released: the whole 40 MB becomes resident
     mapped.ids._mmap.madvise(mmap.MADV_DONTNEED)     # the next measurement starts from nothing
     assert peak(release) < 16            # 8 streams x 256 K ids, and the kernel's read-ahead
+
+
+def test_a_checkpoints_vocabulary_is_never_stored_as_the_corpus_own(corpus, cache_dir):
+    from charrnn.vocab import Vocab
+    own = read_corpus([str(corpus)]).vocab
+    wider = Vocab(np.union1d(own.codepoints, [ord("\u00e9"), ord("\u4e2d")]))
+    resumed = read_corpus([str(corpus)], vocab=wider, cache=True)     # as --resume reads it
+    assert resumed.cache is None and np.array_equal(resumed.vocab.codepoints, wider.codepoints)
+    assert not K.entries()
+    fresh = read_corpus([str(corpus)], cache=True)
+    assert fresh.cache == "stored" and np.array_equal(fresh.vocab.codepoints, own.codepoints)
+    again = read_corpus([str(corpus)], vocab=own, cache=True)         # the same vocabulary: mapped
+    assert again.cache == "hit"
