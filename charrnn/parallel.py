@@ -12,15 +12,16 @@ reads all of them at every step: (50x512)@(512x2048) plus gates, 0.50 ms on 2
 threads against 0.75 ms split. Hence `shard_count`.
 
 Deterministic for a given shard count; the summation order, so the rounding,
-differs between shard counts. Needs MKL (per-thread thread counts); with
-OpenBLAS there is one shard.
+differs between shard counts. With MKL each thread's products are made
+single-threaded (its per-thread count); OpenBLAS has one count for the process,
+set to 1 for the length of a step, which comes to the same.
 """
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
 from charrnn import model as M
-from charrnn.kernels import blas
+from charrnn.kernels import BLAS, blas
 from charrnn.kernels.fpenv import flush_denormals
 
 MIN_STREAMS = 8            # per shard; fewer make products too thin to pay for a thread
@@ -28,9 +29,13 @@ MAX_WEIGHT_BYTES = 1 << 20  # recurrent weights per layer that a shard re-reads 
 
 
 def shard_count(cfg: M.ModelConfig, B: int, dtype) -> int:
-    """How many shards a training step over B streams uses (1: no threads of ours)."""
+    """How many shards a training step over B streams uses (1: no threads of ours).
+    With OpenBLAS, large layers are sharded too: benchmark config (c) ran 11% slower
+    split (4,525 against 5,110 chars/s on an idle machine) but, beside one competing
+    CPU-bound process, kept 62% of that speed instead of 36%, since its threads meet
+    once a step instead of at every product (AMD EPYC, 2 cores, OpenBLAS 0.3.30)."""
     weight_bytes = cfg.hidden * cfg.gates * cfg.hidden * np.dtype(dtype).itemsize
-    if weight_bytes > MAX_WEIGHT_BYTES:
+    if BLAS == "mkl" and weight_bytes > MAX_WEIGHT_BYTES:
         return 1
     return max(1, min(blas.threads(), B // MIN_STREAMS))
 
@@ -87,8 +92,8 @@ class DataParallel:
         try:
             total = run(0)
         finally:
-            blas.set_thread_local(0)
             wait(others)        # never leave a shard running on shared state
+            blas.set_thread_local(0)    # (OpenBLAS: for the process, so only now)
         for k, f in enumerate(others, 1):
             total += f.result()
             grad += self.grads[k]
@@ -108,6 +113,6 @@ def sharded_loss_sum(cfg, p, wss, streams, bounds, dtype, stop=None) -> float:
         try:
             total = run(0)
         finally:
-            blas.set_thread_local(0)
             wait(others)
+            blas.set_thread_local(0)
     return total + sum(f.result() for f in others)

@@ -54,8 +54,49 @@ def test_shard_count_follows_threads_streams_and_weight_size(monkeypatch):
     assert P.shard_count(lstm(256), 64, np.float32) == 4        # 256x1024 float32: 1 MiB
     assert P.shard_count(lstm(256), 64, np.float64) == 1        # 2 MiB re-read per step
     assert P.shard_count(lstm(512), 64, np.float32) == 1
+    monkeypatch.setattr(P, "BLAS", "openblas")     # no weight-size limit: see shard_count
+    assert P.shard_count(lstm(512), 64, np.float32) == 4
+    assert P.shard_count(lstm(128), 12, np.float32) == 1
     monkeypatch.setattr(P.blas, "threads", lambda: 1)
     assert P.shard_count(lstm(128), 50, np.float32) == 1
+
+
+@pytest.mark.skipif(P.BLAS != "openblas", reason="OpenBLAS: run by the test below under MKL")
+def test_openblas_products_run_on_one_thread_during_a_step_only():
+    """OpenBLAS has one thread count for the process: 1 while shards run (their threads
+    would otherwise fight over the cores), the full count again after the step."""
+    get_threads = P.blas._api[0]
+    assert get_threads() == P.blas.threads()
+    cfg = ModelConfig(model="lstm", hidden=H, layers=2, vocab_size=V)
+    flat = M.init_params(cfg, np.float64, np.random.default_rng(0))
+    seen, forward = [], M.forward
+
+    def spy(*args, **kw):
+        seen.append(get_threads())
+        return forward(*args, **kw)
+
+    x = np.zeros((T, B), np.int32)
+    dp = P.DataParallel(cfg, T, B, np.float64, 2)
+    grad = np.zeros_like(flat)
+    M.forward = spy
+    try:
+        dp.step(M.views(flat, cfg), grad, M.views(grad, cfg), x, x, M.State(cfg, B, np.float64))
+    finally:
+        M.forward = forward
+    assert seen == [1, 1] and get_threads() == P.blas.threads()
+
+
+@pytest.mark.skipif(P.BLAS != "mkl", reason="without MKL the tests above already run on OpenBLAS")
+def test_data_parallel_steps_on_openblas_too():
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, CHARRNN_BLAS="openblas", OPENBLAS_NUM_THREADS="2")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                        "-k", "shards_give or one_thread_during"],
+                       capture_output=True, text=True, env=env, timeout=300,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0 and "7 passed" in r.stdout, r.stdout[-2000:]
 
 
 def test_training_header_names_the_data_parallel_threads(tmp_path, bundled_text):

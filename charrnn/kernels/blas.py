@@ -16,6 +16,7 @@ All functions take 2-D views with one unit stride: row-major (C) or transposed
 (x.T of a row-major x), strided rows allowed.
 """
 import ctypes
+import os
 
 import numpy as np
 from numba import njit, types
@@ -152,20 +153,42 @@ else:
     def prepared_buffer(m, k, n, dtype):
         return None
 
+    def _thread_count_api():
+        """OpenBLAS's (get, set) process-wide thread count functions, found in the
+        library that SciPy loaded (SciPy's wheels prefix its symbols), or None."""
+        with open("/proc/self/maps") as maps:     # the libraries loaded (Linux)
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+        for path in paths:
+            if ".so" not in os.path.basename(path):
+                continue
+            lib = ctypes.CDLL(path)
+            for prefix in ("scipy_openblas", "openblas"):
+                get = getattr(lib, f"{prefix}_get_num_threads", None)
+                put = getattr(lib, f"{prefix}_set_num_threads", None)
+                if get is not None and put is not None:
+                    get.restype, get.argtypes, put.argtypes = ctypes.c_int, [], [ctypes.c_int]
+                    return get, put
+        return None
+
+    try:
+        _api = _thread_count_api()
+    except OSError:
+        _api = None
+    _THREADS = max(1, _api[0]()) if _api else 1
+
     def threads():
-        """1: OpenBLAS's thread count is process-wide, so its products cannot be made
-        single-threaded in one thread only, which data-parallel workers need.
-        SciPy's OpenBLAS (0.3.30, pthreads) exports openblas_set_num_threads_local,
-        but only OpenMP builds read it: set to 1, a 1024^3 product still ran on both
-        cores (15.0 ms, against 16.4 ms unset and about 28 ms on one thread), and two
-        shards with it ran (b) in 78.5 ms a step against 41.7 ms with one shard, their
-        two-thread products fighting over the cores (AMD EPYC, 2 cores, 2026-12-01).
-        Nor does a process-wide count of 1 pay: two one-thread shards took 44.0 ms for
-        (b) and 100 ms for (d), one two-thread shard 41.7 and 98 ms."""
-        return 1
+        """Threads a product may use: OPENBLAS_NUM_THREADS, or OpenBLAS's count of cores
+        (1 if its thread count cannot be found and set)."""
+        return _THREADS
 
     def set_thread_local(n):
-        pass
+        """Products use n threads (0: back to `threads()`). OpenBLAS keeps one count for
+        the whole process, and data-parallel steps set 1 in all their threads at once,
+        so this serves them as MKL's per-thread count does. (SciPy's OpenBLAS 0.3.30,
+        pthreads, also exports openblas_set_num_threads_local, but only OpenMP builds
+        read it: set to 1, a 1024^3 product still ran on both cores.)"""
+        if _api:
+            _api[1](n or _THREADS)
 
     @intrinsic
     def _pointer_to(typingctx, value):
