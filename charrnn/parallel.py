@@ -54,7 +54,8 @@ def one_thread(cfg: M.ModelConfig, B: int) -> bool:
 
 def _worker_init():
     flush_denormals()           # MXCSR is per thread: see kernels/fpenv.py
-    blas.set_thread_local(1)
+    if blas.PER_THREAD:         # (OpenBLAS's one count is the step's caller's to set: a
+        blas.set_thread_local(1)    # worker may start after the step that spawned it)
 
 
 class DataParallel:
@@ -87,8 +88,8 @@ class DataParallel:
             M.backward(self.cfg, p, gk, self.ws[k], xs, ms)
             return loss
 
+        blas.set_thread_local(1)    # first: with OpenBLAS it is the count of every thread
         others = [self.pool.submit(run, k) for k in range(1, len(self.bounds))]
-        blas.set_thread_local(1)
         try:
             total = run(0)
         finally:
@@ -108,8 +109,8 @@ def sharded_loss_sum(cfg, p, wss, streams, bounds, dtype, stop=None) -> float:
         return M.loss_sum(cfg, p, wss[k], streams[lo:hi], dtype, stop=stop)
 
     with ThreadPoolExecutor(len(bounds) - 1, initializer=_worker_init) as pool:
-        others = [pool.submit(run, k) for k in range(1, len(bounds))]
         blas.set_thread_local(1)
+        others = [pool.submit(run, k) for k in range(1, len(bounds))]
         try:
             total = run(0)
         finally:

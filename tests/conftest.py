@@ -65,3 +65,12 @@ def corpus_cache_in_a_temporary_folder(tmp_path_factory):
     """Runs in the tests fill a corpus cache of their own, never the user's."""
     os.environ["CHARRNN_CORPUS_CACHE"] = str(tmp_path_factory.mktemp("corpus-cache"))
     yield
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject.toml): one test process per core, at most 4. Most tests run
+    charrnn in subprocesses of a second or more of mostly single-threaded start-up, so
+    two processes on 2 cores take the suite from about 6.5 to 4.5 minutes; beyond 4,
+    the tests that time a reaction (Ctrl-C, a terminal) would share a core with too
+    much else."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))

@@ -80,10 +80,12 @@ def test_openblas_products_run_on_one_thread_during_a_step_only():
     grad = np.zeros_like(flat)
     M.forward = spy
     try:
-        dp.step(M.views(flat, cfg), grad, M.views(grad, cfg), x, x, M.State(cfg, B, np.float64))
+        for _ in range(20):     # the worker thread of a later step may start at once
+            dp.step(M.views(flat, cfg), grad, M.views(grad, cfg), x, x, M.State(cfg, B, np.float64))
+            assert get_threads() == P.blas.threads()
     finally:
         M.forward = forward
-    assert seen == [1, 1] and get_threads() == P.blas.threads()
+    assert seen == [1] * 40
 
 
 @pytest.mark.skipif(P.BLAS != "mkl", reason="without MKL the tests above already run on OpenBLAS")
@@ -96,7 +98,7 @@ def test_data_parallel_steps_on_openblas_too():
                         "-k", "shards_give or one_thread_during"],
                        capture_output=True, text=True, env=env, timeout=300,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert r.returncode == 0 and "7 passed" in r.stdout, r.stdout[-2000:]
+    assert r.returncode == 0 and "7 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
 
 
 def test_training_header_names_the_data_parallel_threads(tmp_path, bundled_text):

@@ -130,6 +130,8 @@ if BLAS == "mkl":
         else:
             _dgemv(ROW_MAJOR, TRANS, K, N, 1.0, w.ctypes, ldw, x.ctypes, 1, 0.0, out.ctypes, 1)
 
+    PER_THREAD = True   # set_thread_local is the calling thread's own
+
     def threads():
         """Threads a product may use: MKL_NUM_THREADS, or MKL's count of cores."""
         return int(_mkl.MKL_Get_Max_Threads())
@@ -175,6 +177,8 @@ else:
     except OSError:
         _api = None
     _THREADS = max(1, _api[0]()) if _api else 1
+
+    PER_THREAD = False  # set_thread_local sets the whole process's count
 
     def threads():
         """Threads a product may use: OPENBLAS_NUM_THREADS, or OpenBLAS's count of cores
