@@ -115,15 +115,31 @@ def test_endless_sample_into_head_ends_quietly(trained_run):
     assert r.stderr == b"", r.stderr             # no BrokenPipe traceback
 
 
+def _as_a_shell_starts_it():
+    """A foreground job's Ctrl-C: SIGINT at its default, not blocked, whatever the test
+    runner's process had."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_output_is_streamed_not_printed_at_the_end(trained_run):
     p = subprocess.Popen([sys.executable, "-m", "charrnn", "sample", "-c", str(trained_run),
-                          "--length", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                          "--length", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=_as_a_shell_starts_it)
     try:
         first = p.stdout.read(1)          # arrives although the sample never ends
         assert len(first) == 1
     finally:
         p.send_signal(2)                  # Ctrl-C ends endless sampling cleanly
-        _, err = p.communicate(timeout=30)
+        try:
+            _, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:     # seen once in a cold CI run: say what the
+            with open(f"/proc/{p.pid}/status") as f:    # process did with the signal
+                masks = [line.strip() for line in f if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+            p.kill()
+            p.communicate()
+            raise AssertionError(f"SIGINT did not end the sample within 30 s: {masks}") from None
     assert p.returncode == 130
     assert b"Traceback" not in err
 
