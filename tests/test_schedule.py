@@ -210,3 +210,7 @@ def test_durations_reach_the_run(tmp_path, bundled_text):
     ck = C.load(str(tmp_path / "r" / "latest.npz"))
     assert ck.train_cfg.time == 6.0 and ck.train_state["horizon"] == {"seconds": 6.0}
     assert 5.5 < ck.train_state["elapsed"] < 9
+    # a resumed run's new --lr below the --min-lr it keeps: the schedule would decay upwards
+    r = run_cli("train", tmp_path / "no-such-corpus.txt", "--resume", tmp_path / "r", "--lr", "0.001")
+    err = r.stderr.decode()
+    assert r.returncode == 2 and err.count("\n") == 1 and "--lr" in err and "--min-lr 0.005" in err, err

@@ -121,6 +121,10 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
                 f"--resume keeps the checkpoint's settings; drop {', '.join('--' + k.replace('_', '-') for k in clash)}")
         if use_plan:
             raise click.UsageError("--plan chooses a new model; it cannot be used with --resume")
+        floor = min_lr if min_lr is not None else ck.train_cfg.min_lr
+        if lr is not None and floor > lr:   # the schedule would decay upwards
+            raise click.BadParameter(f"{lr:g} is below the run's --min-lr {floor:g}; give a lower "
+                                     f"--min-lr too", param_hint="--lr")
         if steps is None and epochs is None and seconds is None:
             steps, epochs, seconds = _saved_bound(ck)
     elif steps is None and epochs is None and seconds is None:
