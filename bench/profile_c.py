@@ -29,7 +29,8 @@ big = t(prod(2500, 512, 2048), 10) + t(prod(512, 2500, 2048, ta=True), 10) * 3 +
 head = t(prod(2500, 512, 65), 20) + t(prod(512, 2500, 65, ta=True), 20) + t(prod(2500, 65, 512, tb=True), 20)
 c = read_corpus(["corpora/shakespeare.txt"])
 m = ModelConfig(model="lstm", hidden=512, layers=2, vocab_size=len(c.vocab))
-tr = Trainer(m, TrainConfig(batch_size=50, seq_len=50, optimizer="adam", lr=2e-3), c.ids, c.vocab)
+tr = Trainer(m, TrainConfig(batch_size=50, seq_len=50, optimizer="adam", lr=2e-3), c.ids, c.vocab,
+             shards=1)     # one pass with two-thread products (OpenBLAS would shard it)
 x, y, _ = tr.batches.next()
 fw = t(lambda: M.forward(m, tr.p, tr.ws, x, y, tr.state, None, g=tr.g), 5)
 bw = t(lambda: M.backward(m, tr.p, tr.g, tr.ws, x, None), 5)
