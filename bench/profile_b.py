@@ -7,7 +7,6 @@ alone, against the shard's whole forward and backward pass.
 """
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -15,25 +14,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from charrnn import model as M  # noqa: E402
 from charrnn.config import ModelConfig  # noqa: E402
 from charrnn.kernels import BLAS, blas  # noqa: E402
+from products import F32 as f32, ms as _ms, product as _product  # noqa: E402
 
-f32, rng = np.float32, np.random.default_rng(0)
+rng = np.random.default_rng(0)
 B, H, G, T, V = 25, 128, 512, 50, 65       # one shard of (b): B=50 split in two
 
 
 def ms(fn, n=200):
-    for _ in range(5):
-        fn()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n * 1e3
+    return _ms(fn, n, warm=5)
 
 
 def product(m, k, n, ta=False, tb=False):
-    a = rng.random((k, m), f32).T if ta else rng.random((m, k), f32)
-    b = rng.random((n, k), f32).T if tb else rng.random((k, n), f32)
-    c = np.zeros((m, n), f32)
-    return lambda: blas.gemm(a, b, c, 1.0, 0.0)
+    return _product(rng, m, k, n, ta, tb)
 
 
 blas.set_thread_local(1)

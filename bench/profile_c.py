@@ -4,23 +4,27 @@ recurrent products, the whole-sequence products and the rest (gate math, copies)
     python3 bench/profile_c.py                       # MKL when installed
     CHARRNN_BLAS=openblas python3 bench/profile_c.py
 """
-import time, numpy as np
-from charrnn.kernels import blas, BLAS
-from charrnn.data import read_corpus
-from charrnn.config import ModelConfig, TrainConfig
-from charrnn.training import Trainer
-from charrnn import model as M
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from charrnn import model as M  # noqa: E402
+from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
+from charrnn.data import read_corpus  # noqa: E402
+from charrnn.kernels import BLAS, blas  # noqa: E402
+from charrnn.training import Trainer  # noqa: E402
+from products import ms as t, product  # noqa: E402
+
 f32 = np.float32
 rng = np.random.default_rng(0)
-def t(fn, n):
-    fn(); t0 = time.perf_counter()
-    for _ in range(n): fn()
-    return (time.perf_counter() - t0) / n * 1e3
-def prod(Mr, K, N, ta=False, tb=False):
-    a = rng.random((K, Mr), f32).T if ta else rng.random((Mr, K), f32)
-    b = rng.random((N, K), f32).T if tb else rng.random((K, N), f32)
-    c = np.zeros((Mr, N), f32)
-    return lambda: blas.gemm(a, b, c, 1.0, 0.0)
+
+
+def prod(m, k, n, ta=False, tb=False):
+    return product(rng, m, k, n, ta, tb)
+
+
 w = rng.random((512, 2048), f32); wp = blas.prepare(w, 50, blas.prepared_buffer(50, 512, 2048, f32))
 h = rng.random((50, 512), f32); g = np.zeros((50, 2048), f32)
 rec_f = t(lambda: blas.gemm_prepared(h, wp, g, 0.0), 200) * 100
