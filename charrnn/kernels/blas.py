@@ -159,7 +159,10 @@ else:
         """OpenBLAS's (get, set) process-wide thread count functions, found in the
         library that SciPy loaded (SciPy's wheels prefix its symbols), or None."""
         with open("/proc/self/maps") as maps:     # the libraries loaded (Linux)
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+        # NumPy's own OpenBLAS (an ILP64 build, symbols ending in 64_) is never the one
+        # Numba calls: SciPy's comes first
+        paths = sorted(paths, key=lambda path: ("64" in os.path.basename(path), path))
         for path in paths:
             if ".so" not in os.path.basename(path):
                 continue
