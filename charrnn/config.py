@@ -7,6 +7,8 @@ OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
 DEFAULT_LR = {"adagrad": 0.05, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
 DTYPES = ("float32", "float64")
 SCHEDULES = ("constant", "cosine", "step", "wsd")
+# the thread counts the libraries under charrnn read at start-up (train --threads, sweep trials)
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 # defaults of `charrnn train`, chosen by measurement (docs/quality.md)
 # warm-up, stable, decay over the last fifth: the default run (2x256 Adagrad, 3000 steps)
 # reached 1.475 with it, 1.501 constant, 1.514 cosine; 2x128 runs of 1500 steps: Adagrad

@@ -88,13 +88,12 @@ class DataParallel:
             M.backward(self.cfg, p, gk, self.ws[k], xs, ms)
             return loss
 
-        blas.set_thread_local(1)    # first: with OpenBLAS it is the count of every thread
-        others = [self.pool.submit(run, k) for k in range(1, len(self.bounds))]
-        try:
-            total = run(0)
-        finally:
-            wait(others)        # never leave a shard running on shared state
-            blas.set_thread_local(0)    # (OpenBLAS: for the process, so only now)
+        with blas.one_thread_products():     # (with OpenBLAS: the whole process's count)
+            others = [self.pool.submit(run, k) for k in range(1, len(self.bounds))]
+            try:
+                total = run(0)
+            finally:
+                wait(others)    # never leave a shard running on shared state
         for k, f in enumerate(others, 1):
             total += f.result()
             grad += self.grads[k]
@@ -109,11 +108,10 @@ def sharded_loss_sum(cfg, p, wss, streams, bounds, dtype, stop=None) -> float:
         return M.loss_sum(cfg, p, wss[k], streams[lo:hi], dtype, stop=stop)
 
     with ThreadPoolExecutor(len(bounds) - 1, initializer=_worker_init) as pool:
-        blas.set_thread_local(1)
-        others = [pool.submit(run, k) for k in range(1, len(bounds))]
-        try:
-            total = run(0)
-        finally:
-            wait(others)
-            blas.set_thread_local(0)
+        with blas.one_thread_products():
+            others = [pool.submit(run, k) for k in range(1, len(bounds))]
+            try:
+                total = run(0)
+            finally:
+                wait(others)
     return total + sum(f.result() for f in others)

@@ -63,6 +63,20 @@ def lock_run_dir(path):
                 pass
 
 
+def write_status(folder, status: dict):
+    """status.json in a run folder: how the last `train` on it ended, replaced whole
+    (a temporary that `checkpoint.remove_stale_temporaries` removes if we are killed,
+    created exclusively, so never written through a planted symlink)."""
+    import json
+
+    from charrnn.checkpoint import TMP_PREFIX
+    tmp = os.path.join(folder, f"{TMP_PREFIX}status-{os.getpid()}.json")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(status, f)
+    os.replace(tmp, os.path.join(folder, "status.json"))
+
+
 def preview_sampler(length=160, temp=0.8):
     """A function trainer -> short sample text, for the training display."""
     def preview(trainer):

@@ -17,6 +17,7 @@ import numpy as np
 from charrnn import checkpoint as C
 from charrnn import model as M
 from charrnn import parallel as P
+from charrnn import runs
 from charrnn import schedule as S
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Batches, eval_streams, split
@@ -109,14 +110,9 @@ class Trainer:
         if self.parallel is not None:
             loss = self.parallel.step(self.p, self.grad, self.g, x, y, self.state, masks) / x.size
         else:
-            if self.one_thread:
-                blas.set_thread_local(1)
-            try:
+            with blas.one_thread_products(self.one_thread):
                 loss = M.forward(cfg, self.p, self.ws, x, y, self.state, masks, g=self.g) / x.size
                 M.backward(cfg, self.p, self.g, self.ws, x, masks)
-            finally:
-                if self.one_thread:
-                    blas.set_thread_local(0)
         if self.step + 1 == self._nan_at:
             self.grad[0] = np.nan
         norm = math.sqrt(O.sumsq(self.grad))
@@ -300,14 +296,10 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
                      "lr": lr, "chars_per_sec": cps, "elapsed": round(trainer.elapsed, 3)})
         if saved_step != trainer.step:
             save(best=not os.path.exists(os.path.join(out_dir, "best.npz")))
-        # why and where this invocation ended (a sweep reads it), replaced whole
-        status = {"end": reason, "step": trainer.step, "elapsed": round(trainer.elapsed, 3),
-                  "best_val": None if math.isinf(trainer.best_val) else trainer.best_val}
-        tmp = os.path.join(out_dir, f"{C.TMP_PREFIX}status-{os.getpid()}.json")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:      # never through a planted symlink
-            json.dump(status, f)
-        os.replace(tmp, os.path.join(out_dir, "status.json"))
+        # why and where this invocation ended (a sweep reads it)
+        runs.write_status(out_dir, {"end": reason, "step": trainer.step,
+                                    "elapsed": round(trainer.elapsed, 3),
+                                    "best_val": None if math.isinf(trainer.best_val) else trainer.best_val})
     result = {"step": trainer.step, "best_val": trainer.best_val, "last_val": trainer.last_val,
               "elapsed": trainer.elapsed, "signal": stop.get("signal"), "out_dir": out_dir,
               "reason": reason, "patience": patience}

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import threading
 
+from charrnn.config import THREAD_VARIABLES
+
 # one thread per trial: the pool runs one trial per core
-ONE_THREAD = {"NUMBA_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "OMP_NUM_THREADS": "1", "MKL_DYNAMIC": "FALSE"}
+ONE_THREAD = {**{var: "1" for var in THREAD_VARIABLES}, "MKL_DYNAMIC": "FALSE"}
 POLL = 0.5      # seconds between looks at `stop`
 
 

@@ -222,8 +222,8 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
 def _set_threads(n):
     """Thread counts for every library that reads one, before any of them loads (the
     command imports Numba and the BLAS only after this)."""
-    for var in ("NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        os.environ[var] = str(n)
+    from charrnn.config import THREAD_VARIABLES
+    os.environ.update({var: str(n) for var in THREAD_VARIABLES})
 
 
 def _pause_point(value, by_time):

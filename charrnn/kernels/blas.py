@@ -17,6 +17,7 @@ All functions take 2-D views with one unit stride: row-major (C) or transposed
 """
 import ctypes
 import os
+from contextlib import contextmanager
 
 import numpy as np
 from numba import njit, types
@@ -241,6 +242,21 @@ else:
     def gemv(x, w, out):
         """out (N,) = x (K,) @ w (K, N) with w row-major: one sequence at a time."""
         np.dot(x, w, out)     # ?gemv; a 1-row ?gemm ran 4x slower (2x512 LSTM sampling)
+
+
+@contextmanager
+def one_thread_products(on=True):
+    """Within: products use one thread (with OpenBLAS, in every thread of the process;
+    so a data-parallel step enters this before starting its shards and leaves it only
+    after the last has finished). on=False: no change."""
+    if not on:
+        yield
+        return
+    set_thread_local(1)
+    try:
+        yield
+    finally:
+        set_thread_local(0)
 
 
 @njit(**JIT)
