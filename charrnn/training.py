@@ -180,6 +180,19 @@ class Trainer:
                             self.state.h, self.state.c, ts, self.meta)
 
 
+def _test_seam_hold(step, out_dir, stop):
+    """Tests set CHARRNN_TEST_HOLD_AT_STEP=<step>[:<text in the run folder's path>] to
+    hold a run, saved, at that step until a stop signal arrives: a test that interrupts
+    a run mid-way then never races it to the end. Does nothing when unset."""
+    hold = os.environ.get("CHARRNN_TEST_HOLD_AT_STEP")
+    if not hold:
+        return
+    at, _, where = hold.partition(":")
+    if step == int(at) and where in str(out_dir):
+        while "signal" not in stop:
+            time.sleep(0.02)
+
+
 @contextmanager
 def catch_stop_signals(stop: dict):
     """While training, SIGINT/SIGTERM only record themselves in stop['signal'];
@@ -289,6 +302,7 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
                 trainer.since_best = 0 if improved else trainer.since_best + 1
                 save(best=improved)
                 saved_step = trainer.step
+                _test_seam_hold(trainer.step, out_dir, stop)
                 on_event("eval", {**info, "val_loss": val, "best": improved, "trainer": trainer})
             if is_eval or done or trainer.step % log_every == 0:
                 log({"step": trainer.step, "train_loss": smooth,

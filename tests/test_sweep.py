@@ -114,12 +114,15 @@ def test_ctrl_c_saves_the_running_trials_and_the_same_command_continues(corpus, 
     cmd = [sys.executable, "-m", "charrnn", "sweep", str(corpus), "--grid", "seq-len=4,128",
            "--grid", "hidden=32", "--grid", "layers=1", "--grid", "batch-size=8", "--grid", "eval-every=20",
            "--steps", "300", "--workers", "1", "--out", str(out)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the long trial holds, saved, at step 20 until the signal comes: never a race
+    env = {**os.environ, "CHARRNN_TEST_HOLD_AT_STEP": "20:seq-len=128"}
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     long_run = out / "seq-len=128,hidden=32,layers=1,batch-size=8,eval-every=20"
     short_run = out / "seq-len=4,hidden=32,layers=1,batch-size=8,eval-every=20"
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while not (long_run / "latest.npz").exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.1)
+    assert p.poll() is None, p.communicate()[1].decode()
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err.decode()
@@ -127,7 +130,7 @@ def test_ctrl_c_saves_the_running_trials_and_the_same_command_continues(corpus, 
     rec = ledger(out)
     assert rec[short_run.name]["state"] == "done" and rec[long_run.name]["state"] == "interrupted"
     stopped_at = C.load(long_run / "latest.npz").train_state["step"]
-    assert 20 <= stopped_at < 300
+    assert stopped_at == 20
     short_stamp = os.path.getmtime(short_run / "latest.npz")
     r = subprocess.run(cmd, capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr.decode()
