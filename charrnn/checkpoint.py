@@ -25,6 +25,7 @@ import numpy as np
 
 from charrnn import model as M
 from charrnn.config import CELLS, OPTIMIZERS, SCHEDULES, ModelConfig, TrainConfig
+from charrnn.errors import DataError
 from charrnn.vocab import Vocab
 
 FORMAT_VERSION = 1
@@ -37,7 +38,7 @@ MAX_OPTIM = {"mem": 1e30, "m": 1e6, "v": 1e12, "sq": 1e12}
 MAX_COUNT = 10 ** 12           # steps, positions
 
 
-class CheckpointError(Exception):
+class CheckpointError(DataError):
     """An unusable checkpoint; str() is '<file>: <what is wrong>'."""
 
 

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charrnn.errors import DataError
 from charrnn.vocab import Vocab, codepoints
 
 CHUNK = 1 << 20  # bytes per read: ~20 MB of temporaries while encoding
 MAX_CHARS = 4_000_000_000   # default bound: far above any real corpus; /dev/zero stops here
 
 
-class CorpusError(Exception):
+class CorpusError(DataError):
     """A corpus that cannot be used; the message names the file and the problem."""
 
 

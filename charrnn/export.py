@@ -16,11 +16,12 @@ import json
 import numpy as np
 
 from charrnn import __version__
+from charrnn.errors import DataError
 
 OPSET = 17
 
 
-class ExportError(Exception):
+class ExportError(DataError):
     """The export cannot be made; the message says why and what to do."""
 
 
