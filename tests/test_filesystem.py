@@ -133,9 +133,8 @@ def _sample(trained_run, env=None, preexec_fn=None):
 
 
 def _tag():
-    import charrnn.kernels  # noqa: F401 - sets Numba's cache folder name
-    from numba.core import config
-    return os.path.basename(config.CACHE_DIR)
+    import charrnn.kernels
+    return os.path.basename(charrnn.kernels.cache_folder())
 
 
 def _fsize_limit():
@@ -149,14 +148,14 @@ def test_a_kernel_cache_that_cannot_be_used_is_never_fatal(trained_run, tmp_path
     import shutil
     from concurrent.futures import ThreadPoolExecutor
 
-    from numba.core import config
+    import charrnn.kernels
     want = _sample(trained_run).stdout          # also fills this session's own cache
     tag = _tag()
     (tmp_path / "afile").write_text("x")                    # not a folder: cannot be created
     shared = tmp_path / "shared"                            # other users can write it
     (shared / tag).mkdir(parents=True)
     os.chmod(shared / tag, 0o777)
-    shutil.copytree(config.CACHE_DIR, tmp_path / "corrupt" / tag)   # a good cache, then garbage
+    shutil.copytree(charrnn.kernels.cache_folder(), tmp_path / "corrupt" / tag)   # a good cache, then garbage
     for f in (tmp_path / "corrupt").rglob("*"):
         if f.is_file() and f.suffix in (".nbc", ".nbi"):
             f.write_bytes(b"garbage")

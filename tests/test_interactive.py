@@ -47,10 +47,9 @@ def read_for(fd, seconds):
 
 def test_session_in_a_real_terminal(trained_run, tmp_path):
     master, slave = pty.openpty()
-    import charrnn.kernels  # noqa: F401 - sets Numba's cache folder, which the child must share
-    from numba.core import config
+    import charrnn.kernels      # the child must share this session's kernel cache
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), TERM="dumb",
-               NUMBA_CACHE_DIR=os.path.dirname(config.CACHE_DIR))
+               NUMBA_CACHE_DIR=os.path.dirname(charrnn.kernels.cache_folder()))
     p = subprocess.Popen([sys.executable, "-m", "charrnn", "sample", "-c", str(trained_run), "-i",
                           "--length", "0", "--seed", "3"], stdin=slave, stdout=slave, stderr=slave,
                          env=env, preexec_fn=_controlling_terminal, close_fds=True)
