@@ -9,18 +9,25 @@ import click
 from charrnn import __version__
 from charrnn.commands import evaluate, export, manage, sample, sweep, train
 from charrnn.commands.common import CONTEXT, err
+from charrnn.errors import CharrnnError
+
+_debug = {"on": False}      # set by the group's --debug option, read when a command fails
 
 def main(argv=None):
     """Entry point: runs the Click group, turning every failure into one line on
     stderr and an exit status (2 usage, 1 data, 3 non-finite loss, 130/143 signals).
-    --debug or CHARRNN_DEBUG=1 shows tracebacks of unexpected errors."""
+    `charrnn --debug ...` or CHARRNN_DEBUG=1 shows tracebacks of unexpected errors.
+    charrnn's own errors (errors.CharrnnError) are mapped to their exit status here."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = os.environ.get("CHARRNN_DEBUG") == "1" or "--debug" in argv
+    _debug["on"] = False
     if os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0") and not ({"-h", "--help", "-V", "--version"} & set(argv)):
         err("NUMBA_DISABLE_JIT is set: the kernels would run interpreted, far slower and rounding "
             "differently from the compiled ones (a different model); unset it to run charrnn")
         sys.exit(2)
     import signal
+
+    from charrnn import kernels
+    kernels.own_process()           # flush denormals for good: this process is ours
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit: a failed write (named), not a kill
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if sys.stdout is None:          # started with stdout closed (>&-)
@@ -40,6 +47,9 @@ def main(argv=None):
     except click.ClickException as e:
         err(e.format_message())
         sys.exit(e.exit_code)
+    except CharrnnError as e:           # the API's errors: 2 usage, 1 bad data
+        err(str(e))
+        sys.exit(e.exit_code)
     except (click.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         sys.exit(130)
@@ -57,7 +67,7 @@ def main(argv=None):
         err(f"{where}{e.strerror or e}")
         sys.exit(1)
     except Exception as e:  # noqa: BLE001 - the last line of defence for users
-        if debug:
+        if _debug["on"] or os.environ.get("CHARRNN_DEBUG") == "1":
             raise
         err(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)")
         sys.exit(1)
@@ -90,6 +100,7 @@ def cli(debug):
       charrnn eval notes.txt
       charrnn eval --text "the apple and pear salad" --text "the apple and pair salad"
     """
+    _debug["on"] = debug
 
 
 for _command in (train.train, sample.sample, evaluate.eval_cmd, sample.complete, export.export,

@@ -1,11 +1,53 @@
-"""Run folders: naming, the single-writer lock, listing, corpus fingerprints."""
+"""Run folders: naming, the single-writer lock, listing, corpus fingerprints, and the
+one rule for "the checkpoint of a run folder" (`run_checkpoint`)."""
 import os
 import time
 from contextlib import contextmanager
 
+from charrnn.errors import DataError
 
-class RunLockedError(Exception):
-    pass
+BEST, LATEST = "best.npz", "latest.npz"
+
+
+def run_checkpoint(folder, resume=False) -> str | None:
+    """The checkpoint of a run folder, or None if it holds neither file.
+
+    To use a model (sample, score, complete, export, info): best.npz, the lowest
+    validation loss, else latest.npz. To continue or describe its training (resume=True:
+    train --resume, `charrnn runs`): latest.npz, where training stopped, else best.npz."""
+    for name in ((LATEST, BEST) if resume else (BEST, LATEST)):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def checkpoint_path(path, resume=False) -> str:
+    """A checkpoint file from a path naming a file or a run folder (`run_checkpoint`);
+    raises DataError when there is none. The file itself is not read here."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        found = run_checkpoint(path, resume)
+        if found is None:
+            raise DataError(f"{path}: no best.npz or latest.npz in this folder")
+        return found
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such checkpoint")
+    return path
+
+
+def newest_checkpoint(root="checkpoints") -> str:
+    """The checkpoint (`run_checkpoint`) of the run under root written most recently."""
+    found = []
+    if os.path.isdir(root):
+        for run in os.listdir(root):
+            p = run_checkpoint(os.path.join(root, run))
+            if p is not None:
+                found.append((os.path.getmtime(p), p))
+    if not found:
+        raise DataError(f"no checkpoint found under ./{root}/; train one with 'charrnn train FILE' "
+                        f"or name one with --checkpoint")
+    return max(found)[1]
 
 
 def default_run_dir(corpus, model, root="checkpoints") -> str:
@@ -18,9 +60,8 @@ def default_run_dir(corpus, model, root="checkpoints") -> str:
 def lock_run_dir(path):
     """Create the run folder, check it is writable, and hold an exclusive lock on
     it for the duration (flock: released by the kernel when the process dies, so a
-    crash never leaves it stuck)."""
+    crash never leaves it stuck). Raises DataError when it cannot."""
     import fcntl
-    import click
 
     created = not os.path.exists(path)
     try:
@@ -30,20 +71,20 @@ def lock_run_dir(path):
         os.close(pfd)
         os.unlink(probe)
     except OSError as e:
-        raise click.ClickException(f"{path}: cannot write checkpoints here ({e.strerror}); "
-                                   f"choose another folder with --out") from None
+        raise DataError(f"{path}: cannot write checkpoints here ({e.strerror}); "
+                        f"choose another folder with --out") from None
     try:    # never through a symlink planted in the run folder
         fd = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as e:
-        raise click.ClickException(f"{os.path.join(path, '.lock')}: cannot open the run lock "
-                                   f"({e.strerror}; is it a symlink?)") from None
+        raise DataError(f"{os.path.join(path, '.lock')}: cannot open the run lock "
+                        f"({e.strerror}; is it a symlink?)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise click.ClickException(f"{path}: another charrnn train (pid {owner}) is writing "
-                                   f"to this run folder; wait for it or use --out") from None
+        raise DataError(f"{path}: another charrnn train (pid {owner}) is writing "
+                        f"to this run folder; wait for it or use --out") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     from charrnn.checkpoint import remove_stale_temporaries
@@ -65,16 +106,12 @@ def lock_run_dir(path):
 
 def write_status(folder, status: dict):
     """status.json in a run folder: how the last `train` on it ended, replaced whole
-    (a temporary that `checkpoint.remove_stale_temporaries` removes if we are killed,
-    created exclusively, so never written through a planted symlink)."""
+    (fileio.atomic_write; its temporary, .tmp-*.json, is one that
+    `checkpoint.remove_stale_temporaries` removes if we are killed)."""
     import json
 
-    from charrnn.checkpoint import TMP_PREFIX
-    tmp = os.path.join(folder, f"{TMP_PREFIX}status-{os.getpid()}.json")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(status, f)
-    os.replace(tmp, os.path.join(folder, "status.json"))
+    from charrnn.fileio import atomic_write
+    atomic_write(os.path.join(folder, "status.json"), lambda f: json.dump(status, f))
 
 
 def preview_sampler(length=160, temp=0.8):
@@ -96,8 +133,7 @@ def list_runs(root="checkpoints") -> list[dict]:
         return found
     for name in os.listdir(root):
         folder = os.path.join(root, name)
-        ck = next((os.path.join(folder, f) for f in ("latest.npz", "best.npz")
-                   if os.path.isfile(os.path.join(folder, f))), None)
+        ck = run_checkpoint(folder, resume=True)     # how far its training got
         if ck is None:
             continue
         try:

@@ -1,6 +1,5 @@
 """What the commands share: errors, checkpoint and corpus helpers, option types."""
 import math
-import os
 
 import click
 
@@ -23,34 +22,18 @@ def err(message: str):
 
 
 def resolve_checkpoint(path, prefer="best.npz"):
-    """A checkpoint file from a file or a run folder (its best, else latest)."""
+    """A checkpoint file from a file or a run folder (runs.run_checkpoint: its best, else
+    latest; prefer="latest.npz" to resume), or the newest under ./checkpoints/."""
+    from charrnn.runs import checkpoint_path
     if path is None:
         return newest_checkpoint()
-    if os.path.isdir(path):
-        for name in (prefer, "latest.npz", "best.npz"):
-            candidate = os.path.join(path, name)
-            if os.path.isfile(candidate):
-                return candidate
-        raise DataError(f"{path}: no best.npz or latest.npz in this folder")
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such checkpoint")
-    return path
+    return checkpoint_path(path, resume=prefer == "latest.npz")
 
 
 def newest_checkpoint(root="checkpoints"):
-    """The most recently written best.npz (else latest.npz) under ./checkpoints/."""
-    found = []
-    if os.path.isdir(root):
-        for run in os.listdir(root):
-            for name in ("best.npz", "latest.npz"):
-                p = os.path.join(root, run, name)
-                if os.path.isfile(p):
-                    found.append((os.path.getmtime(p), p))
-                    break
-    if not found:
-        raise DataError(f"no checkpoint found under ./{root}/; train one with 'charrnn train FILE' "
-                        f"or name one with --checkpoint")
-    path = max(found)[1]
+    """runs.newest_checkpoint, named on stderr."""
+    from charrnn.runs import newest_checkpoint as newest
+    path = newest(root)
     click.echo(f"using {path}", err=True)
     return path
 
