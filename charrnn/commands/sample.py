@@ -44,23 +44,18 @@ def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, sto
       charrnn sample --interactive --length 200 --stop $'\\n\\n'
     """
     import signal
+
+    from charrnn.api import Model
     if top_p > 1:
         raise click.BadParameter("must be at most 1", param_hint="--top-p")
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # a closed reader ends us quietly, like `yes`
-    ck = load_checkpoint(resolve_checkpoint(checkpoint))
-    from charrnn.sampling import Many
-    unknown = ck.vocab.missing(prime)
-    if unknown:
-        raise click.BadParameter(f"characters not in the model's vocabulary: {''.join(unknown)!r}",
-                                 param_hint="--prime")
-    if stop == "":
-        raise click.BadParameter("must not be empty", param_hint="--stop")
+    model = Model(load_checkpoint(resolve_checkpoint(checkpoint)))
+    ck = model.checkpoint
+    _check(model, prime=prime, length=length, temp=temp, top_k=top_k, top_p=top_p, stop=stop,
+           n=num)
     if carry and not interactive:
         raise click.BadParameter("only with --interactive", param_hint="--carry")
-    if length == 0 and num > 1:
-        raise click.BadParameter("0 (endless) needs --num 1: the next sample would never come",
-                                 param_hint="--length")
-    gen = Many(ck.model_cfg, ck.params, ck.vocab, 1 if interactive else num, seed=seed)
+    gen = model.sampler(1 if interactive else num, seed)
     if seed is None:    # so that a good sample can be made again
         click.echo(f"seed {gen.seed} (--seed {gen.seed} repeats this)", err=True)
     kw = dict(temp=0.0 if argmax else temp, top_k=top_k, top_p=top_p, stop=stop)
@@ -79,9 +74,7 @@ def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, sto
         out.write(("\n\n" if written else "") + prime)
         written += 1
     try:
-        gen.reset()
-        gen.prime(prime)
-        for i, chunk in gen.samples(length, **kw):
+        for i, chunk in model.samples(gen, prime, length, **kw):
             while written <= i:
                 begin_next()
             out.write(chunk)
@@ -94,6 +87,18 @@ def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, sto
         out.write("\n")
         out.flush()
         sys.exit(130)
+
+
+def _check(model, **options):
+    """The API's checks of sampling options (api.check_sample_options), reported as
+    this command's usage errors, each naming its option."""
+    from charrnn.api import check_sample_options
+    from charrnn.errors import UsageError
+    try:
+        check_sample_options(model.checkpoint.vocab, names={"n": "--num"}, **options)
+    except UsageError as e:
+        flag = {"n": "--num"}.get(e.param, "--" + str(e.param).replace("_", "-"))
+        raise click.BadParameter(e.message, param_hint=flag) from None
 
 
 @click.command(context_settings=CONTEXT)
@@ -117,13 +122,14 @@ def complete(text, checkpoint, words, beam, as_json):
       charrnn complete "ROMEO: I will" --words 10 --beam 16
       charrnn complete "to be or not to" --json
     """
-    ck = load_checkpoint(resolve_checkpoint(checkpoint))
-    unknown = ck.vocab.missing(text)
-    if unknown:
-        raise click.BadParameter(f"characters not in the model's vocabulary: {''.join(unknown)!r}",
-                                 param_hint="TEXT")
-    from charrnn.complete import complete as run_complete
-    found = run_complete(ck, text, words=words, beam=beam)
+    from charrnn.api import Model, unknown_chars
+    from charrnn.errors import UsageError
+    model = Model(load_checkpoint(resolve_checkpoint(checkpoint)))
+    try:
+        unknown_chars(model.checkpoint.vocab, text, "TEXT")
+    except UsageError as e:
+        raise click.BadParameter(e.message, param_hint="TEXT") from None
+    found = model.complete(text, k=words, beam=beam)
     if as_json:
         import json
         click.echo(json.dumps([{"rank": k + 1, "text": s, "probability": p}
