@@ -4,8 +4,6 @@ import math
 import sys
 import time
 
-LN2 = math.log(2)
-
 
 def fmt_time(s: float) -> str:
     s = int(round(s))
@@ -98,6 +96,7 @@ class TrainDisplay:
         self.last_val = info["val_loss"]
         if self.quiet:
             return
+        from charrnn.evaluate import LN2     # loaded by now: training runs
         val = info["val_loss"]
         line = (f"step {info['step']}: val {val:.4f} nats/char ({val / LN2:.3f} bits/char)"
                 + (" *best*" if info["best"] else "")) if val is not None else f"step {info['step']}: saved"
@@ -115,6 +114,8 @@ class TrainDisplay:
 def summary(result, out_dir, interrupted=False, corpus="CORPUS") -> str:
     """The end-of-run summary (a few lines)."""
     import os
+
+    from charrnn.evaluate import LN2
     best = result["best_val"]
     why = {"steps": f"reached --steps {result['step']}",
            "time": "used the time budget",

@@ -3,7 +3,7 @@ import os
 
 import click
 
-from charrnn.commands.common import (CONTEXT, DataError, load_checkpoint, resolve_checkpoint)
+from charrnn.commands.common import CONTEXT, load_checkpoint, resolve_checkpoint
 
 
 @click.command(context_settings=CONTEXT)
@@ -22,15 +22,6 @@ def export(checkpoint, fmt, output):
       charrnn export checkpoints/shakespeare-lstm-20261123-101500 -o model.onnx
       charrnn export model.npz --format onnx -o model.onnx
     """
-    from charrnn.export import ExportError, export_onnx
-    ck = load_checkpoint(resolve_checkpoint(checkpoint))
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise DataError(f"{output}: cannot write here (no such folder, or permission denied)")
-    try:
-        export_onnx(ck, output)
-    except ExportError as e:
-        raise DataError(str(e)) from None
-    except OSError as e:
-        raise DataError(f"{output}: {e.strerror}") from None
+    from charrnn.api import Model
+    Model(load_checkpoint(resolve_checkpoint(checkpoint))).export(output, fmt)   # errors: DataError
     click.echo(f"wrote {output} ({os.path.getsize(output):,} bytes)", err=True)

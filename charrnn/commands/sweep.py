@@ -1,5 +1,4 @@
 """charrnn sweep: many training runs over a grid of settings, locally or on Dask."""
-import math
 import os
 import signal
 import sys
@@ -8,7 +7,6 @@ import click
 
 from charrnn.commands.common import CONTEXT, DataError, Duration, read_corpus
 
-LN2 = math.log(2)
 
 
 @click.command(context_settings=CONTEXT)
