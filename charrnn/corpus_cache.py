@@ -12,7 +12,11 @@ kernel pages in what the streams read and can drop it again.
 
 The folder is `$CHARRNN_CORPUS_CACHE`, else `$XDG_CACHE_HOME/charrnn/corpora`,
 else `~/.cache/charrnn/corpora`; `charrnn cache` lists it and `--clear` empties it.
+It is used only if no other user can write it or swap it (fileio.unsafe_folder: a
+model would train on whatever ids they put there); otherwise charrnn says so once
+on stderr and encodes in memory.
 """
+import errno
 import hashlib
 import json
 import os
@@ -20,6 +24,8 @@ import stat
 import time
 
 import numpy as np
+
+from charrnn.fileio import atomic_write
 
 FORMAT = 1
 DTYPES = ("uint8", "uint16", "int32")
@@ -33,12 +39,34 @@ def folder() -> str:
     return os.path.join(base, "charrnn", "corpora")
 
 
+_refused: set = set()
+
+
+def trusted_folder() -> str | None:
+    """The cache folder, created private (0700) if missing, or None when it must not be
+    used (fileio.unsafe_folder says why, on stderr, once per folder)."""
+    import sys
+
+    from charrnn.fileio import unsafe_folder
+    d = folder()
+    problem = unsafe_folder(d)
+    if problem is None:
+        return d
+    if d not in _refused:
+        _refused.add(d)
+        print(f"warning: corpus cache {d}: {problem}; not used (the corpus is encoded in memory)",
+              file=sys.stderr)
+    return None
+
+
 def cacheable(paths) -> bool:
-    """Only regular files: stdin, FIFOs and devices are read once and never cached."""
+    """Only regular files (stdin, FIFOs and devices are read once and never cached), and
+    only with a cache folder that can be trusted (`trusted_folder`)."""
     try:
-        return bool(paths) and all(p != "-" and stat.S_ISREG(os.stat(p).st_mode) for p in paths)
+        regular = bool(paths) and all(p != "-" and stat.S_ISREG(os.stat(p).st_mode) for p in paths)
     except OSError:
         return False
+    return regular and trusted_folder() is not None
 
 
 def sources(paths) -> list[dict]:
@@ -63,8 +91,11 @@ def _mapped(base, dtype, n):
 def lookup(paths, encoding):
     """(ids memmap, codepoints, meta) of a valid entry for these sources, or None.
     An entry that does not check out (truncated, edited, unreadable) is ignored."""
+    d = trusted_folder()
+    if d is None:
+        return None
     srcs = sources(paths)
-    base = os.path.join(folder(), key(srcs, encoding))
+    base = os.path.join(d, key(srcs, encoding))
     try:
         with open(base + ".json", encoding="utf-8") as f:
             meta = json.load(f)
@@ -87,8 +118,9 @@ class Writer:
     through is not the process's memory), then commits it with its JSON file."""
 
     def __init__(self, paths, encoding):
-        self.dir = folder()
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self.dir = trusted_folder()
+        if self.dir is None:
+            raise OSError(errno.EPERM, "other users could write to it", folder())
         self.paths, self.encoding = paths, encoding
         self.base = os.path.join(self.dir, key(sources(paths), encoding))
         self.tmp = f"{self.base}.ids.tmp-{os.getpid()}"
@@ -101,16 +133,17 @@ class Writer:
     def commit(self, vocab, n, nbytes, fingerprint):
         """Make the entry visible; returns its ids, mapped. Sources are stat-ed again
         here: a file edited during the encoding gets an entry no lookup will match."""
+        self.f.flush()     # the ids on disk before the JSON file that vouches for them
+        os.fsync(self.f.fileno())
         self.f.close()
         os.replace(self.tmp, self.base + ".ids")
         meta = {"format": FORMAT, "chars": int(n), "bytes": int(nbytes),
                 "dtype": np.dtype(vocab.id_dtype).name, "codepoints": vocab.codepoints.tolist(),
                 "fingerprint": fingerprint, "encoding": self.encoding,
                 "sources": sources(self.paths), "created": time.time()}
-        tmp = f"{self.base}.json.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(meta, f)
-        os.replace(tmp, self.base + ".json")
+        # its temporary, <key>.json.tmp-*, is one that clear() removes
+        atomic_write(self.base + ".json", lambda f: json.dump(meta, f), perms=0o600,
+                     prefix=os.path.basename(self.base) + ".json.tmp-", suffix="")
         _remove_stale(self.base, meta["sources"])
         return _mapped(self.base, vocab.id_dtype, n)
 

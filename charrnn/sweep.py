@@ -189,10 +189,8 @@ class Ledger:
 
 
 def _write_atomic(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from charrnn.fileio import atomic_write
+    atomic_write(path, lambda f: f.write(text))
 
 
 def is_sweep(folder) -> bool:

@@ -118,19 +118,23 @@ def progress(folder) -> dict:
 
 def materialize(payload) -> list[str]:
     """A shipped corpus written once to this machine's temporary folder (named by its
-    digest, so every trial on a worker after the first finds it there)."""
+    digest, so every trial on a worker after the first finds it there), atomically.
+    That folder is created private; if it exists and another user owns or can write
+    it (fileio.unsafe_folder: they could have put another text there), a fresh
+    private folder is used instead."""
     import hashlib
     import tempfile
+
+    from charrnn.fileio import atomic_write, unsafe_folder
     paths = []
     for name, data in payload:
         digest = hashlib.sha256(data).hexdigest()[:16]
         folder = os.path.join(tempfile.gettempdir(), f"charrnn-corpus-{digest}")
+        if unsafe_folder(folder):
+            folder = tempfile.mkdtemp(prefix=f"charrnn-corpus-{digest}-")
         path = os.path.join(folder, os.path.basename(name))
         if not os.path.isfile(path) or os.path.getsize(path) != len(data):
-            os.makedirs(folder, exist_ok=True)
-            tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            atomic_write(path, lambda f: f.write(data), mode="wb",
+                         prefix=f"{os.path.basename(name)}.tmp-", suffix="")
         paths.append(path)
     return paths
