@@ -27,7 +27,7 @@ import numpy as np
 
 from charrnn.fileio import atomic_write
 
-FORMAT = 1
+FORMAT = 2      # 2: a leading byte-order mark is no longer a character of the text
 DTYPES = ("uint8", "uint16", "int32")
 
 

@@ -11,16 +11,18 @@ import math
 import numpy as np
 
 from charrnn import model as M
-from charrnn.data import text_chunks
+from charrnn.data import MAX_STREAM_BYTES, text_chunks
 
 CHUNK = 1024
 LN2 = math.log(2)
 
 
-def encode_known(path, vocab, encoding="utf-8"):
-    """(ids, n_unknown, examples) of a file ("-": stdin), unknown characters dropped."""
+def encode_known(path, vocab, encoding="utf-8", max_stream_bytes=MAX_STREAM_BYTES):
+    """(ids, n_unknown, examples) of a file ("-": stdin), unknown characters dropped, a
+    leading byte-order mark too (data.text_chunks: a CorpusError naming the file when it
+    cannot be read, or is a stream longer than max_stream_bytes)."""
     parts, unknown, examples = [], 0, set()
-    for text in text_chunks(path, encoding, None):
+    for text in text_chunks(path, encoding, None, max_stream_bytes):
         ids, known = vocab.lookup(text)
         if not known.all():
             bad = np.flatnonzero(~known)
@@ -43,10 +45,12 @@ def per_char_losses(ck, ids) -> np.ndarray:
 
 
 def summarize(losses, unknown=0, name=None) -> dict:
+    """{chars, unknown, loss, bpc, perplexity} of per-character losses; the figures are
+    NaN when nothing was scored, and a perplexity beyond float range is infinite."""
     n = len(losses)
     mean = float(losses.sum() / n) if n else float("nan")
     out = {"chars": n, "unknown": unknown, "loss": mean, "bpc": mean / LN2,
-           "perplexity": math.exp(mean) if n else float("nan")}
+           "perplexity": math.exp(mean) if mean <= 709 else float("inf") if n else float("nan")}
     if name is not None:
         out = {"file": name, **out}
     return out

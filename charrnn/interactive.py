@@ -7,11 +7,23 @@ and recalled with the standard library's readline, where Python has it, with the
 history kept in ~/.cache/charrnn/history. When stdin is not a terminal, prompts are
 read from it a line at a time, with no prompt shown: `printf 'ROMEO:\\nJULIET:\\n' |
 charrnn sample --interactive` writes one continuation per line read.
+
+Input lines are text as editors write it: the line end (LF or CRLF) and a leading
+byte-order mark are not part of the prime. On stdout each line read gets its
+continuation and one newline; a line skipped (a character outside the vocabulary,
+bytes that are not text) gets just the newline when piped, so that with
+`--stop $'\\n'` the n-th output line answers the n-th input line. A line longer
+than MAX_LINE bytes ends the session with an error naming stdin: an input such as
+/dev/zero has no line end to wait for.
 """
 import os
 import sys
 
+from charrnn.errors import DataError
+from charrnn.vocab import strip_bom
+
 PROMPT = "> "
+MAX_LINE = 1 << 20      # bytes of one piped input line
 
 
 def _readline_history():
@@ -51,12 +63,15 @@ def session(gen, vocab, *, length, carry, out=None, err=None, **sample_kw):
     try:
         while True:
             try:            # Ctrl-C anywhere in a round: a new prompt, never the end
-                line = input(PROMPT) if tty else sys.stdin.readline()
-                if not tty:
-                    if line == "":
-                        break
-                    line = line.rstrip("\n")
-                _continue_line(gen, vocab, line, carry, state, length, out, err, sample_kw)
+                try:
+                    line = input(PROMPT) if tty else _piped_line(sys.stdin)
+                except UnicodeDecodeError as e:
+                    _skip(f"not valid {e.encoding} text, line skipped", tty, out, err)
+                    continue
+                if line is None:
+                    break
+                _continue_line(gen, vocab, strip_bom(line), carry, state, length, out, err,
+                               sample_kw, tty)
             except KeyboardInterrupt:
                 out.write("\n")
                 out.flush()
@@ -66,12 +81,38 @@ def session(gen, vocab, *, length, carry, out=None, err=None, **sample_kw):
         save()
 
 
-def _continue_line(gen, vocab, line, carry, state, length, out, err, sample_kw):
+def _piped_line(stdin) -> str | None:
+    """The next line of piped input without its line end (LF or CRLF); None at the end.
+    Reads at most MAX_LINE bytes of it (DataError beyond: no line end in sight)."""
+    src = getattr(stdin, "buffer", None)
+    raw = (src or stdin).readline(MAX_LINE + 1)
+    if not raw:
+        return None
+    nl = b"\n" if isinstance(raw, bytes) else "\n"
+    if len(raw) > MAX_LINE and not raw.endswith(nl):
+        raise DataError(f"<stdin>: a line longer than {MAX_LINE:,} bytes; sample --interactive "
+                        f"reads one prime per line (is the input text?)")
+    if isinstance(raw, bytes):
+        raw = raw.decode(getattr(stdin, "encoding", None) or "utf-8")
+    if raw.endswith("\n"):
+        raw = raw[:-2] if raw.endswith("\r\n") else raw[:-1]
+    return raw
+
+
+def _skip(why, tty, out, err):
+    """A line that gets no continuation: a warning, and (piped) an empty record."""
+    err.write(f"warning: {why}\n")
+    err.flush()
+    if not tty:
+        out.write("\n")
+        out.flush()
+
+
+def _continue_line(gen, vocab, line, carry, state, length, out, err, sample_kw, tty=False):
     """Prime with one line and stream its continuation, ending it with a newline."""
     unknown = vocab.missing(line)
     if unknown:
-        err.write(f"warning: not in the model's vocabulary, line skipped: {''.join(unknown)!r}\n")
-        err.flush()
+        _skip(f"not in the model's vocabulary, line skipped: {''.join(unknown)!r}", tty, out, err)
         return
     if carry and state["started"]:  # the running text: what came before, a line end, the line
         nl = "\n" if vocab.index("\n") >= 0 else ""

@@ -64,6 +64,16 @@ class Vocab:
         return repr(s) + (f" ... (+{len(self) - n})" if len(self) > n else "")
 
 
+BOM = "\ufeff"     # a byte-order mark: at the start of a text it marks the encoding
+
+
+def strip_bom(text: str) -> str:
+    """`text` without a leading byte-order mark (U+FEFF), which an editor or a file read
+    with `$(cat FILE)` leaves there; never a character of the text. Elsewhere in a text
+    U+FEFF is a zero-width no-break space, and stays."""
+    return text[1:] if text.startswith(BOM) else text
+
+
 def codepoints(text: str) -> np.ndarray:
     """(len(text),) int32 code points of a string (lone surrogates included)."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.int32)

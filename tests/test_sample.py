@@ -99,7 +99,7 @@ def test_cli_sample_newest_checkpoint_named_on_stderr(trained_run, tmp_path):
                        cwd=tmp_path, capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "checkpoints/myrun/best.npz" in r.stderr.decode()
-    assert len(r.stdout.decode()) == 21          # 20 characters and a final newline
+    assert len(r.stdout.decode()) == 20          # exactly 20 characters: no newline added to a pipe
 
 
 def test_endless_sample_into_head_ends_quietly(trained_run):
@@ -150,7 +150,7 @@ def test_cli_argmax_equals_temp_zero_and_stop(trained_run):
     assert a.returncode == 0 and a.stdout == b.stdout
     full = run_cli("sample", "-c", trained_run, "-n", "400", "--seed", "3").stdout.decode()
     cut = run_cli("sample", "-c", trained_run, "-n", "400", "--seed", "3", "--stop", "e").stdout.decode()
-    assert cut == full[:full.index("e")] + "\n"
+    assert cut == full[:full.index("e")]
 
 
 def test_choose_draws_from_the_top_k_top_p_distribution(rng):
@@ -226,8 +226,8 @@ def test_cli_num_reproduces_first_sample_and_separates(trained_run):
     a = run_cli("sample", "-c", trained_run, "--num", "1", "--seed", "11", "--length", "200")
     b = run_cli("sample", "-c", trained_run, "--num", "32", "--seed", "11", "--length", "200")
     assert a.returncode == b.returncode == 0
-    samples = b.stdout.decode()[:-1].split("\n\n")
-    assert b.stdout.decode().startswith(a.stdout.decode()[:-1])
+    samples = b.stdout.decode().split("\n\n")
+    assert b.stdout.decode().startswith(a.stdout.decode()) and len(a.stdout.decode()) == 200
     assert b.stdout.decode().count("\n\n") >= 31
     for args, words in [(["--num", "0"], "--num"), (["--num", "-2"], "--num"),
                         (["--num", "3", "--length", "0"], "--length")]:

@@ -10,7 +10,8 @@ from charrnn.commands.common import (CONTEXT, checkpoint_option, finite_float, l
 @click.command(context_settings=CONTEXT)
 @checkpoint_option
 @click.option("--length", "-n", type=click.IntRange(0), default=1000, show_default=True,
-              help="Characters per sample (0 = endless, until interrupted).")
+              help="Characters generated per sample, after its prime (0 = endless, until "
+                   "interrupted); fewer only where --stop ends it.")
 @click.option("--temp", "-t", type=finite_float(0), default=0.8, show_default=True,
               help="Sampling temperature: lower is safer, higher is wilder; 0 = greedy.")
 @click.option("--argmax", is_flag=True, help="Always take the likeliest character (same as --temp 0).")
@@ -18,11 +19,13 @@ from charrnn.commands.common import (CONTEXT, checkpoint_option, finite_float, l
               help="Sample only among the K likeliest characters (0 = all).")
 @click.option("--top-p", type=finite_float(0, lo_open=True), default=1.0, show_default=True,
               help="Sample only among the likeliest characters holding this much probability.")
-@click.option("--prime", "-p", default="", help="Text the model reads first; the output starts with it.")
+@click.option("--prime", "-p", default="",
+              help="Text the model reads first; each sample starts with it (a leading byte-order "
+                   "mark dropped).")
 @click.option("--seed", type=click.IntRange(0), default=None, help="Random seed: same seed, same text.")
 @click.option("--num", type=click.IntRange(1, 100_000), default=1, show_default=True,
               help="Number of samples, made together as parallel streams and written one after "
-                   "another, separated by a blank line.")
+                   "another, with two newlines between consecutive samples.")
 @click.option("--stop", default=None, help="End a sample where this string appears (not printed).")
 @click.option("--interactive", "-i", is_flag=True,
               help="Read a line at a time, prime the model with it and continue it, until Ctrl-D.")
@@ -32,8 +35,14 @@ from charrnn.commands.common import (CONTEXT, checkpoint_option, finite_float, l
 def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, stop, interactive, carry):
     """Generate text from a trained model, streamed to stdout as it is made.
 
-    Only the generated text goes to stdout, so it pipes cleanly into other tools.
-    Characters of --prime outside the model's vocabulary are an error.
+    Only the text goes to stdout, exactly: to a pipe or a file, each sample is
+    the --prime followed by --length generated characters (fewer where --stop
+    ends it), and --num samples are joined by two newlines ("\n\n"), with
+    nothing after the last, so `--length 10` writes 10 characters. On a terminal
+    a final newline is added when the text does not end with one. With
+    --interactive, each input line gets its continuation followed by one newline
+    (an empty one for a line skipped). Characters of --prime outside the model's
+    vocabulary are an error.
 
     \b
     Examples:
@@ -49,6 +58,8 @@ def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, sto
     if top_p > 1:
         raise click.BadParameter("must be at most 1", param_hint="--top-p")
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # a closed reader ends us quietly, like `yes`
+    from charrnn.vocab import strip_bom
+    prime = strip_bom(prime)
     model = Model(load_checkpoint(resolve_checkpoint(checkpoint)))
     ck = model.checkpoint
     _check(model, prime=prime, length=length, temp=temp, top_k=top_k, top_p=top_p, stop=stop,
@@ -66,7 +77,7 @@ def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, sto
         signal.signal(signal.SIGINT, signal.default_int_handler)
         session(gen, ck.vocab, length=length, carry=carry, **kw)
         return
-    out = sys.stdout
+    out = Output(sys.stdout)
     written = 0         # samples begun on stdout: each is its prime, then its text
 
     def begin_next():
@@ -81,12 +92,32 @@ def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, sto
             out.flush()
         while written < num:        # samples that stopped before their first character
             begin_next()
-        out.write("\n")
-        out.flush()
+        out.end()
     except KeyboardInterrupt:
-        out.write("\n")
-        out.flush()
+        out.end()
         sys.exit(130)
+
+
+class Output:
+    """stdout as `sample` promises it: the text exactly; on a terminal only, a final
+    newline when the text does not end with one, so the prompt starts on its own line."""
+
+    def __init__(self, stream):
+        self.stream, self.last = stream, ""
+        self.terminal = stream.isatty()
+
+    def write(self, text):
+        if text:
+            self.stream.write(text)
+            self.last = text[-1]
+
+    def flush(self):
+        self.stream.flush()
+
+    def end(self):
+        if self.terminal and self.last not in ("", "\n"):
+            self.stream.write("\n")
+        self.stream.flush()
 
 
 def _check(model, **options):
@@ -124,6 +155,8 @@ def complete(text, checkpoint, words, beam, as_json):
     """
     from charrnn.api import Model, unknown_chars
     from charrnn.errors import UsageError
+    from charrnn.vocab import strip_bom
+    text = strip_bom(text)
     model = Model(load_checkpoint(resolve_checkpoint(checkpoint)))
     try:
         unknown_chars(model.checkpoint.vocab, text, "TEXT")
@@ -133,7 +166,7 @@ def complete(text, checkpoint, words, beam, as_json):
     if as_json:
         import json
         click.echo(json.dumps([{"rank": k + 1, "text": s, "probability": p}
-                               for k, (s, p) in enumerate(found)], indent=2))
+                               for k, (s, p) in enumerate(found)], indent=2, allow_nan=False))
         return
     from charrnn.ui import Grid, stdout_console
     console = stdout_console()
