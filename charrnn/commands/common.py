@@ -46,11 +46,15 @@ def load_checkpoint(path):
         raise DataError(str(e)) from None
 
 
-def read_corpus(paths, encoding, vocab=None, max_chars=None, cache=False):
+def read_corpus(paths, encoding, vocab=None, max_chars=None, cache=False, max_stream_bytes=None):
+    """data.read_corpus for a command: its errors as DataError (exit 1, naming the file);
+    max_stream_bytes defaults to the command's --max-stream-bytes (`stream_limit_option`),
+    else data.MAX_STREAM_BYTES."""
     from charrnn.data import MAX_CHARS, CorpusError, read_corpus as _read
     try:
         return _read(paths, encoding, vocab, max_chars or MAX_CHARS, cache=cache,
-                     warn=lambda m: click.echo(f"warning: {m}", err=True))
+                     warn=lambda m: click.echo(f"warning: {m}", err=True),
+                     max_stream_bytes=max_stream_bytes or stream_limit())
     except CorpusError as e:
         raise DataError(str(e)) from None
 
@@ -123,3 +127,50 @@ def checkpoint_option(f):
     return click.option("--checkpoint", "-c", type=click.Path(), default=None,
                         help="A checkpoint file or a run folder (its best.npz)  "
                              "[default: the newest under ./checkpoints/]")(f)
+
+
+class ByteSize(click.ParamType):
+    """A number of bytes: 500000000, 500M, 2G (K, M, G, T: powers of 1024)."""
+    name = "bytes"
+    UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        unit = text[-1:] if text[-1:] in self.UNITS else ""
+        try:
+            n = float(text[:len(text) - len(unit)])
+        except ValueError:
+            self.fail(f"{value!r} is not a size: give bytes, or 500M, 2G", param, ctx)
+        if not math.isfinite(n) or n * self.UNITS[unit] < 1:
+            self.fail(f"{value!r} is not a size of at least one byte", param, ctx)
+        return int(n * self.UNITS[unit])
+
+
+STREAM_LIMIT_KEY = "charrnn.max_stream_bytes"
+
+
+def stream_limit_option(f):
+    """--max-stream-bytes for a command that reads corpora: the bound on an input that
+    is not a regular file (stdin, a FIFO, a device), which `read_corpus` and
+    `stream_limit()` pick up without a parameter of the command's own."""
+    def keep(ctx, param, value):
+        ctx.meta[STREAM_LIMIT_KEY] = value
+        return value
+    return click.option(
+        "--max-stream-bytes", type=ByteSize(), default=None, expose_value=False, callback=keep,
+        show_default="1G",
+        help="Refuse an input that is not a regular file (stdin, a FIFO, a device) after this "
+             "many bytes: an endless one such as `yes |` stops here. A larger corpus: save it "
+             "to a file. Sizes: 500M, 2G.")(f)
+
+
+def stream_limit() -> int:
+    """The running command's --max-stream-bytes, else data.MAX_STREAM_BYTES (1 GiB)."""
+    ctx = click.get_current_context(silent=True)
+    value = ctx.meta.get(STREAM_LIMIT_KEY) if ctx is not None else None
+    if value is None:
+        from charrnn.data import MAX_STREAM_BYTES
+        value = MAX_STREAM_BYTES
+    return value

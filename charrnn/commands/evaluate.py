@@ -3,7 +3,7 @@
 import click
 
 from charrnn.commands.common import (CONTEXT, DataError, checkpoint_option, load_checkpoint,
-                                     resolve_checkpoint)
+                                     resolve_checkpoint, stream_limit, stream_limit_option)
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -14,13 +14,20 @@ from charrnn.commands.common import (CONTEXT, DataError, checkpoint_option, load
 @click.option("--heatmap", is_flag=True, help="Print the text coloured by the model's surprise.")
 @click.option("--heatmap-chars", type=click.IntRange(1), default=3000, show_default=True,
               help="Characters of each file shown by --heatmap.")
+@stream_limit_option
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the files.")
 def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding):
     """Measure how well a model predicts text: loss, bits per char, perplexity.
 
     Every character is scored exactly, with the model's state carried through
     the whole file. Characters outside the model's vocabulary are skipped,
-    counted and reported.
+    counted and reported. A byte-order mark starting a file or a --text is not
+    a character of it.
+
+    stdout: on a terminal, tables; otherwise tab-separated lines, a header first,
+    plain numbers (no thousands separators); --json: one JSON object. A figure
+    that is undefined (no character scored: an empty or one-character file, only
+    unknown characters) is null in JSON and an empty field in TSV, never NaN.
 
     \b
     Examples:
@@ -42,7 +49,7 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
     rows, all_losses, unknown_total, shown = [], [], 0, []
     for path in files:
         try:
-            ids, unknown, examples = E.encode_known(path, ck.vocab, encoding)
+            ids, unknown, examples = E.encode_known(path, ck.vocab, encoding, stream_limit())
         except CorpusError as e:
             raise DataError(str(e)) from None
         except OSError as e:
@@ -57,10 +64,12 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
         if heatmap:
             shown.append((path, ck.vocab.decode(ids[1:heatmap_chars + 1]), losses[:heatmap_chars]))
     scored = []
-    for text in texts:
+    from charrnn.vocab import strip_bom
+    for text in map(strip_bom, texts):
         ids, losses = E.score_text(ck, text)
         scored.append({"text": text, "chars": len(losses), "unknown": len(text) - len(ids),
-                       "logprob": -float(losses.sum()), "loss": float(losses.mean()) if len(losses) else float("nan")})
+                       "logprob": -float(losses.sum()) if len(losses) else 0.0,
+                       "loss": float(losses.mean()) if len(losses) else None})
         if heatmap:
             shown.append((repr(text), ck.vocab.decode(ids), losses))
     ranked = sorted(scored, key=lambda r: -r["logprob"])
@@ -71,13 +80,61 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
             obj["files"], obj["total"] = rows, total
         if ranked:
             obj["texts"] = [{"rank": k + 1, **r} for k, r in enumerate(ranked)]
-        click.echo(json.dumps(obj, indent=2))
+        click.echo(json.dumps(_defined(obj), indent=2, allow_nan=False))
         return
-    from charrnn.ui import eval_tables, heatmap_text, stdout_console
+    from charrnn.ui import heatmap_text, stdout_console
     console = stdout_console()
-    for table in eval_tables(rows, total, ranked):
+    for table in _tables(rows, total, ranked, console.is_terminal):
         table.show(console)
     if heatmap:
         for name, text, losses in shown:
             console.print(f"[bold]{name}[/bold]" if console.is_terminal else name)
             console.print(heatmap_text(text, losses), soft_wrap=True)
+
+
+def _defined(obj):
+    """obj with every non-finite number (an undefined mean, an overflowing perplexity)
+    replaced by None: JSON's null, never NaN or Infinity, which are not JSON."""
+    import math
+    if isinstance(obj, dict):
+        return {k: _defined(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_defined(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _tables(rows, total, ranked, terminal):
+    """eval's tables (ui.Grid). On a terminal numbers read well ("12,345", "-" for an
+    undefined figure); elsewhere each cell is what a program parses: "12345", and an
+    empty field for an undefined figure."""
+    import math
+
+    from charrnn.ui import Grid
+
+    def num(x, spec):
+        if x is None or not math.isfinite(x):
+            return "-" if terminal else ""
+        return format(x, spec)
+    count = (lambda n: f"{n:,}") if terminal else str
+    tables = []
+    if rows:
+        t = Grid("loss per character", ("file", "chars", "skipped", "nats/char", "bits/char",
+                                         "perplexity"), left=("file",), whole=("file",))
+        for r in rows + ([{"file": "total", **total}] if total and len(rows) > 1 else []):
+            t.add_row(r["file"], count(r["chars"]), count(r["unknown"]), num(r["loss"], ".4f"),
+                      num(r["bpc"], ".4f"), num(r["perplexity"], ".3f"))
+            if "dynamic" in r:      # eval --dynamic: the adapted figures under the static ones
+                d = r["dynamic"]
+                t.add_row(f"{r['file']} (dynamic)", count(d["chars"]), count(r["unknown"]),
+                          num(d["loss"], ".4f"), num(d["bpc"], ".4f"), num(d["perplexity"], ".3f"))
+        tables.append(t)
+    if ranked:
+        t = Grid("texts, likeliest first", ("rank", "text", "log P (nats)", "nats/char", "chars"),
+                 left=("text",))
+        for k, r in enumerate(ranked):
+            t.add_row(str(k + 1), r["text"], num(r["logprob"], ".3f"), num(r["loss"], ".4f"),
+                      str(r["chars"]))
+        tables.append(t)
+    return tables
