@@ -82,6 +82,9 @@ def unsafe_folder(folder, create=True) -> str | None:
     unless sticky (/tmp: others cannot rename or remove our entries there). A
     symlink on the way must be ours or root's, as its target is checked too."""
     folder = os.path.abspath(os.fspath(folder))
+    problem = _unsafe_parents(folder)       # before creating anything in a folder not ours
+    if problem:
+        return problem
     if create:
         try:
             os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -102,10 +105,16 @@ def unsafe_folder(folder, create=True) -> str | None:
         return "other users can write to it"
     if not os.access(folder, os.W_OK | os.X_OK):
         return "is not writable"
+    return _unsafe_parents(folder)          # again: a symlink may have led elsewhere
+
+
+def _unsafe_parents(folder) -> str | None:
     for above in _ancestors(folder):
         try:
             lst = os.lstat(above)
             st = os.stat(above)
+        except FileNotFoundError:
+            continue                        # to be created by us, private
         except OSError as e:
             return f"its parent {above} cannot be used ({e.strerror})"
         if stat.S_ISLNK(lst.st_mode) and lst.st_uid not in (os.geteuid(), 0):
