@@ -21,9 +21,6 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
-# grid keys -> the train option each sets (the keys spell options as train does)
-GRID_KEYS = ("model", "hidden", "layers", "dropout", "batch-size", "seq-len", "optimizer", "lr",
-             "schedule", "warmup", "min-lr", "clip", "seed", "dtype", "patience", "eval-every")
 FACTOR = 2                 # successive halving keeps the best half at each rung
 MIN_RUNG_STEPS = 10        # the first rung's share of a --steps budget, at least
 MIN_RUNG_SECONDS = 5.0     # and of a --time budget (train's own minimum)
@@ -53,16 +50,18 @@ class Trial:
         return cls(**known)
 
 
-def parse_grid(items) -> dict[str, list[str]]:
-    """["hidden=256,512", "lr=1e-3"] -> {"hidden": ["256", "512"], "lr": ["1e-3"]}."""
+def parse_grid(items, keys) -> dict[str, list[str]]:
+    """["hidden=256,512", "lr=1e-3"] -> {"hidden": ["256", "512"], "lr": ["1e-3"]}; `keys`
+    are the options a grid may vary, spelled as train spells them (the command derives
+    them from train's own options)."""
     grid: dict[str, list[str]] = {}
     for item in items:
         key, eq, values = item.partition("=")
         key = key.strip().replace("_", "-")
         if not eq or not key:
             raise SweepError(f"--grid {item!r}: write KEY=V1,V2,...")
-        if key not in GRID_KEYS:
-            raise SweepError(f"--grid {item!r}: unknown key {key!r}; one of {', '.join(GRID_KEYS)}")
+        if key not in keys:
+            raise SweepError(f"--grid {item!r}: unknown key {key!r}; one of {', '.join(keys)}")
         vals = [v.strip() for v in values.split(",") if v.strip()]
         if not vals:
             raise SweepError(f"--grid {item!r}: no values")
@@ -152,7 +151,11 @@ class Ledger:
     def open(self, trials: list[Trial]) -> list[Trial]:
         """Create the folder, or check it holds this same sweep; returns the trials with
         the states recorded there (a trial seen running is now interrupted)."""
-        os.makedirs(self.folder, exist_ok=True)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+        except OSError as e:
+            raise SweepError(f"{self.folder}: cannot create the sweep folder ({e.strerror or e}); "
+                             f"choose another --out") from None
         if os.path.exists(self.spec_path):
             try:
                 with open(self.spec_path, encoding="utf-8") as f:
@@ -165,15 +168,7 @@ class Ledger:
                                  f"differ); re-run that sweep's command, or choose another --out")
         else:
             _write_atomic(self.spec_path, json.dumps(self.spec, indent=2, sort_keys=True) + "\n")
-        recorded = {}
-        if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        t = Trial.from_dict(json.loads(line))
-                    except (ValueError, TypeError):
-                        continue
-                    recorded[t.name] = t
+        recorded = {t.name: t for t in _read_trials(self.path)}
         out = []
         for t in trials:
             old = recorded.get(t.name)
@@ -189,8 +184,12 @@ class Ledger:
 
 
 def _write_atomic(path, text):
+    """Replace path with text (fileio.atomic_write); SweepError naming it when it cannot."""
     from charrnn.fileio import atomic_write
-    atomic_write(path, lambda f: f.write(text))
+    try:
+        atomic_write(path, lambda f: f.write(text))
+    except OSError as e:
+        raise SweepError(f"{path}: cannot write the sweep's ledger ({e.strerror or e})") from None
 
 
 def is_sweep(folder) -> bool:
@@ -199,13 +198,22 @@ def is_sweep(folder) -> bool:
 
 def load_trials(folder) -> list[Trial]:
     """The trials recorded in a sweep folder, best first."""
-    path = os.path.join(folder, "sweep.jsonl")
+    return ranked(_read_trials(os.path.join(folder, "sweep.jsonl")))
+
+
+def _read_trials(path) -> list[Trial]:
+    """The trials of a sweep.jsonl (none if it does not exist yet; a damaged line is
+    skipped); SweepError naming the file when it cannot be read."""
     found = []
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
                     found.append(Trial.from_dict(json.loads(line)))
-                except (ValueError, TypeError):
+                except (ValueError, TypeError, AttributeError):
                     continue
-    return ranked(found)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise SweepError(f"{path}: cannot read the sweep's trials ({e.strerror or e})") from None
+    return found

@@ -27,12 +27,13 @@ def train_argv(task: dict) -> list[str]:
     folder = task["folder"]
     resume = os.path.isfile(os.path.join(folder, "latest.npz"))
     argv = ["train", *task["corpus"], "--quiet"]
-    if resume:
-        argv += ["--resume", folder]
+    fixed = list(task.get("fixed", ()))     # the sweep's fixed train options: train checks a
+    if resume:                              # resumed run's against its checkpoint
+        argv += ["--resume", folder, *fixed]
         if task["bound"] == "steps":    # a time run continues to its stored budget
             argv += ["--steps", str(int(task["budget"]))]
     else:
-        argv += ["--out", folder, *task["args"]]
+        argv += ["--out", folder, *task["args"], *fixed]
         argv += (["--steps", str(int(task["budget"]))] if task["bound"] == "steps"
                  else ["--time", f"{task['budget']:g}s", "--no-plan"])
     if task.get("pause_at") is not None:

@@ -38,11 +38,11 @@ def runs(folder, root):
       charrnn runs sweeps/shakespeare-1a2b3c4d
     """
     from charrnn.runs import list_runs
-    from charrnn.sweep import is_sweep, load_trials
+    from charrnn.sweep import is_sweep
     from charrnn.ui import runs_table, stdout_console, sweep_table
     root = folder or root
     if is_sweep(root):
-        trials = load_trials(root)
+        trials = _sweep_trials(root)
         if not trials:
             raise DataError(f"{root}: a sweep with no trials recorded yet")
         sweep_table(trials, root.rstrip("/")).show(stdout_console())
@@ -72,7 +72,7 @@ def plot(run, png, width, height):
       charrnn plot checkpoints/shakespeare-lstm-20261123-101500
       charrnn plot checkpoints/shakespeare-lstm-20261123-101500 --png curves.png
     """
-    from charrnn.plotting import load_log, plot_png, plot_terminal
+    from charrnn.plotting import plot_terminal
     from charrnn.sweep import is_sweep
     if run is None:
         run = os.path.dirname(newest_checkpoint())
@@ -81,15 +81,11 @@ def plot(run, png, width, height):
     log = run if run.endswith(".jsonl") else os.path.join(run, "log.jsonl")
     if not os.path.isfile(log):
         raise DataError(f"{run}: no log.jsonl (is it a run folder written by charrnn train?)")
-    curves = load_log(log)
+    curves = _load_log(log)
     if not curves["step"]:
         raise DataError(f"{log}: no logged steps yet")
     if png:
-        try:
-            plot_png(curves, png, title=os.path.basename(os.path.dirname(os.path.abspath(log))))
-        except ImportError:
-            raise DataError("--png needs matplotlib: pip install 'charrnn[png]'") from None
-        click.echo(f"wrote {png}", err=True)
+        _write_png(curves, png, os.path.basename(os.path.dirname(os.path.abspath(log))))
         return
     click.echo(plot_terminal(curves, width, height,
                              title=os.path.basename(os.path.dirname(os.path.abspath(log)))))
@@ -97,26 +93,52 @@ def plot(run, png, width, height):
 
 def _plot_sweep(folder, png, width, height):
     """The validation curves of a sweep's trials together."""
-    from charrnn.plotting import load_log, plot_png, plot_terminal
-    from charrnn.sweep import load_trials
+    from charrnn.plotting import plot_terminal
     curves = {}
-    for t in load_trials(folder)[:12]:
+    for t in _sweep_trials(folder)[:12]:
         log = os.path.join(folder, t.name, "log.jsonl")
         if os.path.isfile(log):
-            c = load_log(log)
+            c = _load_log(log)
             if c["val"]:
                 curves[t.name] = c
     if not curves:
         raise DataError(f"{folder}: no trial has a validation loss yet")
     title = f"sweep {os.path.basename(os.path.abspath(folder))}: validation"
     if png:
-        try:
-            plot_png(curves, png, title=title)
-        except ImportError:
-            raise DataError("--png needs matplotlib: pip install 'charrnn[png]'") from None
-        click.echo(f"wrote {png}", err=True)
+        _write_png(curves, png, title)
         return
     click.echo(plot_terminal(curves, width, height, title=title))
+
+
+def _sweep_trials(folder):
+    """sweep.load_trials, its error (an unreadable sweep.jsonl, named) as a DataError."""
+    from charrnn.sweep import SweepError, load_trials
+    try:
+        return load_trials(folder)
+    except SweepError as e:
+        raise DataError(str(e)) from None
+
+
+def _load_log(log):
+    """plotting.load_log; an unreadable log.jsonl is a DataError naming it."""
+    from charrnn.plotting import load_log
+    try:
+        return load_log(log)
+    except OSError as e:
+        raise DataError(f"{log}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{log}: not a charrnn log (not UTF-8 text)") from None
+
+
+def _write_png(curves, png, title):
+    from charrnn.plotting import plot_png
+    try:
+        plot_png(curves, png, title=title)
+    except ImportError:
+        raise DataError("--png needs matplotlib: pip install 'charrnn[png]'") from None
+    except OSError as e:
+        raise DataError(f"{png}: cannot write the plot ({e.strerror or e})") from None
+    click.echo(f"wrote {png}", err=True)
 
 
 @click.command(context_settings=CONTEXT)
@@ -145,10 +167,12 @@ def cache(clear):
     import time
 
     from charrnn.ui import Grid, stdout_console
+    console = stdout_console()
+    sep = "," if console.is_terminal else ""    # TSV: numbers a program parses
     t = Grid(f"cached corpora in {K.folder()}", ("corpus", "chars", "MB on disk", "encoded", "entry"),
              left=("corpus", "encoded", "entry"), whole=("corpus",))
     for e in found:
-        t.add_row(" + ".join(s["path"] for s in e["sources"]), f"{e['chars']:,}",
-                  f"{e['size'] / 2**20:,.1f}", time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"])),
+        t.add_row(" + ".join(s["path"] for s in e["sources"]), f"{e['chars']:{sep}}",
+                  f"{e['size'] / 2**20:{sep}.1f}", time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"])),
                   os.path.basename(e["base"]))
-    t.show(stdout_console())
+    t.show(console)
