@@ -52,7 +52,11 @@ def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, sto
       charrnn sample --num 5 --stop $'\\n\\n' --seed 7
       charrnn sample --interactive --length 200 --stop $'\\n\\n'
     """
+    import os
     import signal
+    # Numba colours its messages through colorama, whose exit handler then writes a colour
+    # reset to a terminal's stdout: bytes that are not the text (set before Numba loads)
+    os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
 
     from charrnn.api import Model
     if top_p > 1:
