@@ -12,6 +12,8 @@ from charrnn.commands.common import (CONTEXT, DataError, load_checkpoint, newest
 def info(checkpoint):
     """Show what a checkpoint holds: the model, its training and how it was made.
 
+    stdout: a table on a terminal, else "key<TAB>value" lines under a header.
+
     \b
     Examples:
       charrnn info checkpoints/shakespeare-lstm-20261123-101500
@@ -30,6 +32,7 @@ def info(checkpoint):
 def runs(folder, root):
     """List the training runs under ./checkpoints/ (or FOLDER) with their best
     validation loss. A sweep folder lists its trials, best first, with their state.
+    stdout: a table on a terminal, else tab-separated lines with a header first.
 
     \b
     Examples:
@@ -148,7 +151,8 @@ def cache(clear):
 
     Its folder is $CHARRNN_CORPUS_CACHE, else ~/.cache/charrnn/corpora (or under
     $XDG_CACHE_HOME). An entry is used while its files' size and modification time
-    are unchanged; `charrnn train --no-cache` skips it.
+    are unchanged; `charrnn train --no-cache` skips it. stdout: a table on a terminal,
+    else tab-separated lines with a header first and plain numbers.
 
     \b
     Examples:

@@ -151,6 +151,10 @@ def complete(text, checkpoint, words, beam, as_json):
     its probability is exact: the product of the model's probabilities of its
     characters and of a boundary after them. Found by beam search.
 
+    stdout: a table on a terminal; otherwise tab-separated lines (rank,
+    continuation with newlines and tabs escaped, probability), a header first;
+    --json: a JSON list of {rank, text, probability}.
+
     \b
     Examples:
       charrnn complete "Hello, welcome to the"
