@@ -1,15 +1,24 @@
 """Checkpoints: one `.npz` file, no pickled objects, validated before use.
 
-Keys (format version 1); L layers, H hidden, V vocabulary, G = gates * H, P params:
-    format_version   int64 ()       1
+Keys (format version 2); L layers, H hidden, V vocabulary, G = gates * H, P params:
+    format_version   int64 ()       2 (version 1 files load as before: see below)
     config           str ()         JSON {"model": ModelConfig, "train": TrainConfig}
     vocab            int32 (V,)     Unicode code points, sorted ascending; id = index
     param.<name>     float (shape)  see model.param_shapes: l{l}.Wx l{l}.Wh l{l}.b Wy by
     optim.<slot>     float (P,)     optimizer state over the flat parameter vector
                                     (adagrad: mem; adam: m v; rmsprop: sq; sgd: none)
     state.h, state.c float (L, B, H) hidden state carried by the training streams
-    train_state      str ()         JSON {step, pos, rng, best_val, elapsed, chars, epoch}
+    average          float (P,)     only with --avg-decay: the exponential moving average of
+                                    the weights (flat, in param order), which validation
+                                    measured and sampling uses; param.* are the raw weights
+                                    training continues from
+    train_state      str ()         JSON {step, pos, rng, best_val, elapsed, chars, epoch,
+                                    smooth (the logged training loss), avg_steps}
     meta             str ()         JSON {corpus, corpus_chars, command, created, version}
+Version 2 added `average`, the config fields model.dropout_kind and model.wdrop and
+train.avg_decay, and train_state's smooth and avg_steps. A version-1 file loads with
+dropout_kind "step" (a fresh mask per time step, as it was trained), wdrop 0 and no
+average, so it samples, scores and resumes exactly as before.
 Saving writes a temporary file in the same folder through a file object, flushes
 and fsyncs it, then os.replace()s it over the target: a reader (or a crash) only
 ever sees the old file or the new one.
@@ -24,11 +33,14 @@ import zipfile
 import numpy as np
 
 from charrnn import model as M
-from charrnn.config import CELLS, OPTIMIZERS, SCHEDULES, ModelConfig, TrainConfig
+from charrnn.config import CELLS, DROPOUT_KINDS, OPTIMIZERS, SCHEDULES, ModelConfig, TrainConfig
 from charrnn.errors import DataError
 from charrnn.vocab import Vocab
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# what a version-1 config lacks, as version 1 trained
+V1_MODEL_FIELDS = {"dropout_kind": "step", "wdrop": 0.0}
 OPTIM_SLOTS = {"adagrad": ("mem",), "adam": ("m", "v"), "rmsprop": ("sq",), "sgd": ()}
 MAX_ARRAY_BYTES = 8 << 30      # no array in a checkpoint may claim more than this
 MAX_STRING_CHARS = 1 << 20
@@ -46,7 +58,7 @@ class Checkpoint:
     """Everything a checkpoint holds, as plain Python/NumPy objects."""
 
     def __init__(self, model_cfg, train_cfg, vocab, flat, optim, state_h, state_c,
-                 train_state, meta):
+                 train_state, meta, avg=None, path=None):
         self.model_cfg: ModelConfig = model_cfg
         self.train_cfg: TrainConfig = train_cfg
         self.vocab: Vocab = vocab
@@ -55,10 +67,18 @@ class Checkpoint:
         self.state_h, self.state_c = state_h, state_c
         self.train_state: dict = train_state
         self.meta: dict = meta
+        self.avg: np.ndarray | None = avg       # (P,) the weight average, or None
+        self.path = path                        # the file it was loaded from, if any
+
+    @property
+    def weights(self) -> np.ndarray:
+        """(P,) the weights to sample, score and export with: the average if there is one."""
+        return self.avg if self.avg is not None else self.flat
 
     @property
     def params(self):
-        return M.views(self.flat, self.model_cfg)
+        """Named views of `weights`."""
+        return M.views(self.weights, self.model_cfg)
 
 
 def save(path, ck: Checkpoint):
@@ -77,6 +97,8 @@ def save(path, ck: Checkpoint):
         arrays[f"param.{name}"] = arr
     for slot, arr in ck.optim.items():
         arrays[f"optim.{slot}"] = arr
+    if ck.avg is not None:
+        arrays["average"] = ck.avg
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".npz", dir=folder)  # O_EXCL: no symlink followed
     try:
@@ -236,13 +258,15 @@ def load(path) -> Checkpoint:
 def _load_checked(z, headers, label) -> Checkpoint:
     _expect(headers, "format_version", (), np.int64, label)
     version = int(z["format_version"])
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(f"{label}: format version {version}, this charrnn reads "
-                              f"version {FORMAT_VERSION}")
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))}")
     for key in ("config", "train_state", "meta"):
         _expect(headers, key, (), "str", label)
     config = _json(z["config"], "config", label)
     try:
+        if version == 1 and isinstance(config.get("model"), dict):
+            config["model"] = {**V1_MODEL_FIELDS, **config["model"]}
         mcfg = ModelConfig.from_dict(config["model"])
         tcfg = TrainConfig.from_dict(config["train"])
     except (KeyError, TypeError, AttributeError) as e:
@@ -251,6 +275,8 @@ def _load_checked(z, headers, label) -> Checkpoint:
     expected = {"format_version", "config", "train_state", "meta", "vocab", "state.h", "state.c"}
     expected |= {f"param.{name}" for name, _ in M.param_shapes(mcfg)}
     expected |= {f"optim.{slot}" for slot in OPTIM_SLOTS[tcfg.optimizer]}
+    if version >= 2 and tcfg.avg_decay is not None:
+        expected.add("average")
     unknown = sorted(set(headers) - expected)
     if unknown:
         raise CheckpointError(f"{label}: corrupt checkpoint (unknown member {unknown[0]!r})")
@@ -278,6 +304,11 @@ def _load_checked(z, headers, label) -> Checkpoint:
         if slot != "m" and optim[slot].size and optim[slot].min() < 0:
             raise CheckpointError(f"{label}: optimizer state {slot!r} has negative entries "
                                   f"(it accumulates squares)")
+    avg = None
+    if "average" in expected:
+        _expect(headers, "average", (flat.size,), dtype, label)
+        avg = np.ascontiguousarray(z["average"])
+        _bounded(avg, MAX_WEIGHT, "averaged weights", label)
     _expect(headers, "state.h", None, dtype, label)
     sh = headers["state.h"][0]
     if len(sh) != 3 or sh[0] != L or sh[2] != H or not 1 <= sh[1] <= 100_000:
@@ -292,7 +323,8 @@ def _load_checked(z, headers, label) -> Checkpoint:
     _bounded(state_c, MAX_WEIGHT, "cell state", label)
     train_state = _check_train_state(_json(z["train_state"], "train_state", label), label)
     meta = _json(z["meta"], "meta", label)
-    return Checkpoint(mcfg, tcfg, Vocab(vocab), flat, optim, state_h, state_c, train_state, meta)
+    return Checkpoint(mcfg, tcfg, Vocab(vocab), flat, optim, state_h, state_c, train_state, meta,
+                      avg=avg, path=label)
 
 
 def _bounded(a, limit, what, label):
@@ -321,6 +353,11 @@ def _check_train_state(ts, label):
     count("pos")
     count("chars", hi=MAX_COUNT * 1_000_000, required=False)
     count("since_best", required=False)
+    count("avg_steps", required=False)
+    v = ts.get("smooth")
+    if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
+                          or not 0 <= v < 1e6):
+        bad(f"an invalid 'smooth' ({v!r})")
     for key in ("elapsed", "epoch"):
         v = ts.get(key, 0.0)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0 <= v < 1e12):
@@ -352,8 +389,14 @@ def _check_config(m: ModelConfig, t: TrainConfig, label):
                                 ("vocab_size", m.vocab_size, 1, 1 << 21)]:
         if not isinstance(value, int) or not lo <= value <= hi:
             problems.append(f"{name} {value!r} out of range")
-    if not isinstance(m.dropout, (int, float)) or not 0 <= m.dropout < 1:
-        problems.append(f"dropout {m.dropout!r} out of range")
+    for name, value in (("dropout", m.dropout), ("wdrop", m.wdrop)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+            problems.append(f"{name} {value!r} out of range")
+    if m.dropout_kind not in DROPOUT_KINDS:
+        problems.append(f"unknown dropout kind {m.dropout_kind!r}")
+    d = t.avg_decay
+    if d is not None and (not isinstance(d, float) or not 0 < d < 1):
+        problems.append(f"avg_decay {d!r} out of range")
     if t.optimizer not in OPTIMIZERS:
         problems.append(f"unknown optimizer {t.optimizer!r}")
     if t.dtype not in ("float32", "float64"):

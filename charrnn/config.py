@@ -6,6 +6,10 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
 DEFAULT_LR = {"adagrad": 0.05, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
 DTYPES = ("float32", "float64")
+# "locked": one dropout mask per stream and TBPTT chunk, on the inputs of layers 1.. and on
+# the top layer's output (variational dropout, AWD-LSTM's LockedDropout); "step": a fresh mask
+# at every time step, between layers only (what version-1 checkpoints did)
+DROPOUT_KINDS = ("locked", "step")
 SCHEDULES = ("constant", "cosine", "step", "wsd")
 # the thread counts the libraries under charrnn read at start-up (train --threads, sweep trials)
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
@@ -16,15 +20,18 @@ THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREAD
 DEFAULT_SCHEDULE = {"adagrad": "wsd", "adam": "wsd", "rmsprop": "wsd", "sgd": "wsd"}
 DEFAULT_WARMUP = 100        # steps: without it Adagrad sat on the unigram plateau 230-400 steps
 DEFAULT_PATIENCE = 5        # evaluations without a new best
+DEFAULT_AVG_DECAY = None    # the weight average (docs/quality.md)
 
 
 def train_defaults() -> tuple[dict, dict]:
     """(model fields, training fields) of `charrnn train` with every default: one
     place for the CLI and the benchmarks."""
-    model = {"model": "lstm", "hidden": 256, "layers": 2, "dropout": 0.0}
+    model = {"model": "lstm", "hidden": 256, "layers": 2, "dropout": 0.0, "dropout_kind": "locked",
+             "wdrop": 0.0}
     train = {"batch_size": 32, "seq_len": 64, "optimizer": "adagrad", "lr": DEFAULT_LR["adagrad"],
              "clip": 5.0, "schedule": DEFAULT_SCHEDULE["adagrad"], "warmup": float(DEFAULT_WARMUP),
-             "min_lr": DEFAULT_LR["adagrad"] / 10, "patience": DEFAULT_PATIENCE}
+             "min_lr": DEFAULT_LR["adagrad"] / 10, "patience": DEFAULT_PATIENCE,
+             "avg_decay": DEFAULT_AVG_DECAY}
     return model, train
 
 
@@ -37,6 +44,8 @@ class ModelConfig:
     layers: int = 2
     vocab_size: int = 0
     dropout: float = 0.0
+    dropout_kind: str = "locked"   # see DROPOUT_KINDS
+    wdrop: float = 0.0             # DropConnect on the recurrent weights Wh, one mask per chunk
 
     @property
     def gates(self) -> int:
@@ -70,6 +79,7 @@ class TrainConfig:
     warmup: float = 0.0          # >= 1: steps; in (0, 1): a fraction of the run
     min_lr: float = 0.0
     patience: int | None = None  # evaluations without a new best before stopping
+    avg_decay: float | None = None  # exponential moving average of the weights (None: none)
 
     def to_dict(self) -> dict:
         return asdict(self)

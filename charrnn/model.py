@@ -72,7 +72,8 @@ class Workspace:
     """Preallocated buffers for sequences of up to T steps over B streams.
 
     Per layer: gates (T, B, G), hs (T+1, B, H); LSTM cs (T+1, B, H), tcs (T, B, H);
-    GRU hns (T, B, H), dgh (T, B, G), tmp (B, G); with dropout, xin (T, B, H) masked inputs.
+    GRU hns (T, B, H), dgh (T, B, G), tmp (B, G); with dropout, xin (T, B, H) masked inputs
+    and (locked dropout) top (T, B, H), the top layer's masked output.
     Head: logits (T*B, V), losses (T*B,), dtop (T*B, H). Per layer, buffers for
     the recurrent weights prepared (packed) for the per-step products.
     """
@@ -88,6 +89,7 @@ class Workspace:
         self.hns = [z(T, B, H) for _ in range(L)] if cfg.model == "gru" else None
         self.dgh = [z(T, B, G) for _ in range(L)] if cfg.model == "gru" and train else None
         self.xin = [z(T, B, H) for _ in range(L)] if cfg.dropout > 0 and train else None
+        self.top = z(T, B, H) if cfg.dropout > 0 and train and cfg.dropout_kind == "locked" else None
         self.tmp = z(B, G) if cfg.model == "gru" else None   # GRU: the recurrent product
         self.dh = [z(B, H) for _ in range(L)]
         self.dc = [z(B, H) for _ in range(L)] if cfg.model == "lstm" else None
@@ -126,7 +128,7 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True, mean_over=None, g=No
             head.embed(x, p["l0.Wx"], gates)
         else:
             inp = ws.hs[l - 1][1:T + 1]
-            if masks is not None:
+            if masks is not None and masks[l] is not None:
                 inp = ws.xin[l][:T]
                 np.multiply(ws.hs[l - 1][1:T + 1], masks[l], out=inp)
             blas.gemm(inp.reshape(T * B, -1), p[f"l{l}.Wx"], gates.reshape(T * B, -1), 1.0, 0.0)
@@ -141,7 +143,7 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True, mean_over=None, g=No
         else:
             rnn.rnn_forward(gates, p[f"l{l}.b"], Whp, hs)
         state.h[l] = hs[T]
-    top = ws.hs[L - 1][1:T + 1].reshape(T * B, -1)
+    top = _top(ws, T, masks, L).reshape(T * B, -1)
     scale = 1.0 / (mean_over or T * B) if grad else 0.0
     N, R = T * B, ws.logit_rows
     ws.head_done = False
@@ -170,6 +172,60 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True, mean_over=None, g=No
     return total
 
 
+def _top(ws, T, masks, L, fill=True):
+    """The head's input (T, B, H): the top layer's output, or with masks[L] given, that
+    output masked into ws.top (by forward; backward, fill=False, finds it there)."""
+    if masks is not None and masks[L] is not None:
+        if fill:
+            np.multiply(ws.hs[L - 1][1:T + 1], masks[L], out=ws.top[:T])
+        return ws.top[:T]
+    return ws.hs[L - 1][1:T + 1]
+
+
+def dropout_masks(cfg: ModelConfig, T: int, B: int, dtype, rng: np.random.Generator):
+    """Dropout masks for one training step (None without dropout), scaled by 1/(1-p),
+    for `forward`/`backward`: a list of L + 1 (masks[l]: layer l's input, masks[L]: the
+    head's input). "locked": one (B, H) mask per stream for the whole chunk, on layers
+    1.. and the top output; "step" (version 1): a fresh (T, B, H) mask per time step, on
+    layers 1.. only, drawn exactly as version 1 drew them."""
+    p, L, H = cfg.dropout, cfg.layers, cfg.hidden
+    if p <= 0 or (cfg.dropout_kind == "step" and L < 2):
+        return None
+    keep = np.dtype(dtype).type(1.0 / (1.0 - p))
+    shape = (B, H) if cfg.dropout_kind == "locked" else (T, B, H)
+    masks = [None] + [(rng.random(shape, dtype=dtype) >= p) * keep for _ in range(1, L)]
+    masks.append((rng.random(shape, dtype=dtype) >= p) * keep if cfg.dropout_kind == "locked" else None)
+    return masks
+
+
+def weight_masks(cfg: ModelConfig, dtype, rng: np.random.Generator):
+    """DropConnect masks (H, G) for each layer's recurrent weights Wh, one per step
+    (chunk), scaled by 1/(1-wdrop); None when cfg.wdrop is 0."""
+    p = cfg.wdrop
+    if p <= 0:
+        return None
+    keep = np.dtype(dtype).type(1.0 / (1.0 - p))
+    G = cfg.gates * cfg.hidden
+    return [(rng.random((cfg.hidden, G), dtype=dtype) >= p) * keep for _ in range(cfg.layers)]
+
+
+def drop_connect(p: dict, wmasks, out: list) -> dict:
+    """The parameters with each layer's Wh replaced by Wh * wmasks[l], written into
+    out[l] (H, G): what forward and backward use during a DropConnect step."""
+    q = dict(p)
+    for l, m in enumerate(wmasks):
+        np.multiply(p[f"l{l}.Wh"], m, out=out[l])
+        q[f"l{l}.Wh"] = out[l]
+    return q
+
+
+def drop_connect_backward(g: dict, wmasks):
+    """Turn gradients w.r.t. the masked Wh into gradients w.r.t. Wh (in place): the
+    dropped weights get none."""
+    for l, m in enumerate(wmasks):
+        np.multiply(g[f"l{l}.Wh"], m, out=g[f"l{l}.Wh"])
+
+
 def backward(cfg, p, g, ws, x, masks=None):
     """Gradients of the mean loss of the last `forward(grad=True)` into the named
     views `g` (overwritten). Leaves ws.dh[l] (and ws.dc[l]) holding the gradient
@@ -178,11 +234,14 @@ def backward(cfg, p, g, ws, x, masks=None):
     L, H = cfg.layers, cfg.hidden
     dabove = ws.dtop[:T * B]
     if not ws.head_done:    # else forward took the head's gradient, chunk by chunk
-        top = ws.hs[L - 1][1:T + 1].reshape(T * B, H)
+        top = _top(ws, T, masks, L, fill=False).reshape(T * B, H)
         dlogits = ws.logits[:T * B]
         blas.gemm(top.T, dlogits, g["Wy"], 1.0, 0.0)
         head.colsum(dlogits, g["by"])
         blas.gemm(dlogits, p["Wy"].T, dabove, 1.0, 0.0)
+    if masks is not None and masks[L] is not None:
+        d3 = dabove.reshape(T, B, H)
+        np.multiply(d3, masks[L], out=d3)
     for l in range(L - 1, -1, -1):
         gates = ws.gates[l][:T]
         hs = ws.hs[l][:T + 1]
@@ -208,11 +267,13 @@ def backward(cfg, p, g, ws, x, masks=None):
         if l == 0:
             head.embed_backward(x, gates, g["l0.Wx"])
         else:
-            inp = ws.xin[l][:T] if masks is not None else ws.hs[l - 1][1:T + 1]
+            masked = masks is not None and masks[l] is not None
+            inp = ws.xin[l][:T] if masked else ws.hs[l - 1][1:T + 1]
             blas.gemm(inp.reshape(T * B, H).T, dG, g[f"l{l}.Wx"], 1.0, 0.0)
             blas.gemm(dG, p[f"l{l}.Wx"].T, dabove, 1.0, 0.0)
-            if masks is not None:
-                head.mul_into(dabove.reshape(T, B, H), masks[l])
+            if masked:
+                d3 = dabove.reshape(T, B, H)
+                np.multiply(d3, masks[l], out=d3)
 
 
 def training_bytes(cfg: ModelConfig, T: int, B: int, dtype, optim_slots: int) -> int:

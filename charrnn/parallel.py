@@ -74,13 +74,14 @@ class DataParallel:
         self.pool = ThreadPoolExecutor(shards - 1, initializer=_worker_init)
 
     def step(self, p, grad, g, x, y, state, masks=None) -> float:
+        # masks: model.dropout_masks's, (B, H) or (T, B, H): each shard takes its streams
         """Forward and backward over x, y (T, B) int32 from `state` (updated):
         `grad` (P,) flat, with named views `g`, receives the gradient of the mean
         loss over all T*B positions. Returns the summed loss."""
         def run(k):
             lo, hi = self.bounds[k]
             xs, ys = np.ascontiguousarray(x[:, lo:hi]), np.ascontiguousarray(y[:, lo:hi])
-            ms = None if masks is None else [m if m is None else np.ascontiguousarray(m[:, lo:hi])
+            ms = None if masks is None else [m if m is None else np.ascontiguousarray(m[..., lo:hi, :])
                                              for m in masks]
             gk = g if k == 0 else self.g[k]
             loss = M.forward(self.cfg, p, self.ws[k], xs, ys, state.rows(lo, hi), ms,

@@ -118,7 +118,7 @@ def preview_sampler(length=160, temp=0.8):
     """A function trainer -> short sample text, for the training display."""
     def preview(trainer):
         from charrnn.sampling import Generator
-        gen = Generator(trainer.mcfg, trainer.p, trainer.vocab, seed=trainer.step)
+        gen = Generator(trainer.mcfg, trainer.eval_p, trainer.vocab, seed=trainer.step)
         return gen.text("\n", length, temp=temp)
     return preview
 

@@ -51,6 +51,7 @@ class Trainer:
         self.state = M.State(mcfg, B, self.dtype)
         self.grad = np.zeros(M.num_params(mcfg), self.dtype)
         self.g = M.views(self.grad, mcfg)
+        self.avg, self.avg_steps, self.smooth = None, 0, None
         if resume is None:
             self.rng = np.random.default_rng(tcfg.seed)
             self.flat = M.init_params(mcfg, self.dtype, self.rng)
@@ -68,13 +69,24 @@ class Trainer:
             self.last_val = ts.get("last_val")
             self.since_best = ts.get("since_best", 0)
             self.horizon = ts.get("horizon")
+            self.smooth = ts.get("smooth")
             if ts["pos"] > self.batches.per_stream:
                 from charrnn.data import CorpusError
-                raise CorpusError(f"the checkpoint's stream position {ts['pos']:,} is beyond this "
-                                  f"text's {self.batches.per_stream:,} characters per stream")
+                where = f"{resume.path}: " if getattr(resume, "path", None) else ""
+                raise CorpusError(f"{where}the checkpoint's stream position {ts['pos']:,} is beyond "
+                                  f"this text's {self.batches.per_stream:,} characters per stream")
             self.batches.pos = ts["pos"]
             self.meta = {**resume.meta, **self.meta}
+            if tcfg.avg_decay is not None and resume.avg is not None:
+                self.avg, self.avg_steps = resume.avg.copy(), ts.get("avg_steps", 0)
+        if tcfg.avg_decay is not None and self.avg is None:
+            # a new run, or a run without an average resumed with one: start it here
+            self.avg = self.flat.copy()
+        self.wbuf = ([np.zeros((mcfg.hidden, mcfg.gates * mcfg.hidden), self.dtype)
+                      for _ in range(mcfg.layers)] if mcfg.wdrop > 0 else None)
         self.p = M.views(self.flat, mcfg)
+        # what validation, previews and best.npz use: the weight average, if there is one
+        self.eval_p = M.views(self.avg, mcfg) if self.avg is not None else self.p
         self._eval_ws = None
         self._nan_at = int(os.environ.get("CHARRNN_TEST_NAN_AT_STEP", "-1"))  # test seam
 
@@ -106,13 +118,18 @@ class Trainer:
         x, y, wrapped = self.batches.next()
         if wrapped:
             self.state.reset()
-        masks = self._dropout_masks(x.shape)
+        T, B = x.shape
+        masks = M.dropout_masks(cfg, T, B, self.dtype, self.rng)
+        wmasks = M.weight_masks(cfg, self.dtype, self.rng)
+        p = self.p if wmasks is None else M.drop_connect(self.p, wmasks, self.wbuf)
         if self.parallel is not None:
-            loss = self.parallel.step(self.p, self.grad, self.g, x, y, self.state, masks) / x.size
+            loss = self.parallel.step(p, self.grad, self.g, x, y, self.state, masks) / x.size
         else:
             with blas.one_thread_products(self.one_thread):
-                loss = M.forward(cfg, self.p, self.ws, x, y, self.state, masks, g=self.g) / x.size
-                M.backward(cfg, self.p, self.g, self.ws, x, masks)
+                loss = M.forward(cfg, p, self.ws, x, y, self.state, masks, g=self.g) / x.size
+                M.backward(cfg, p, self.g, self.ws, x, masks)
+        if wmasks is not None:
+            M.drop_connect_backward(self.g, wmasks)
         if self.step + 1 == self._nan_at:
             self.grad[0] = np.nan
         norm = math.sqrt(O.sumsq(self.grad))
@@ -121,19 +138,15 @@ class Trainer:
                                  f"is not finite")
         scale = min(1.0, tcfg.clip / norm) if tcfg.clip > 0 and norm > 0 else 1.0
         self._update(scale)
+        if self.avg is not None:
+            # the decay grows to avg_decay over the first steps, so that the average
+            # does not drag the initial weights along (TensorFlow's num_updates rule)
+            self.avg_steps += 1
+            O.ema(self.avg, self.flat, min(self.tcfg.avg_decay, (1 + self.avg_steps) / (10 + self.avg_steps)))
         self.step += 1
         self.chars += x.size
+        self.smooth = loss if self.smooth is None else 0.98 * self.smooth + 0.02 * loss
         return loss
-
-    def _dropout_masks(self, shape):
-        p = self.mcfg.dropout
-        if p <= 0 or self.mcfg.layers < 2:
-            return None
-        T, B = shape
-        H = self.mcfg.hidden
-        keep = self.dtype.type(1.0 / (1.0 - p))
-        return [None] + [(self.rng.random((T, B, H), dtype=self.dtype) >= p) * keep
-                         for _ in range(1, self.mcfg.layers)]
 
     def _update(self, scale):
         t, lr, w, g, s = self.tcfg, self.lr, self.flat, self.grad, self.optim
@@ -164,9 +177,9 @@ class Trainer:
                               for lo, hi in zip(cut[:-1], cut[1:])])
         _, bounds, wss = self._eval_ws
         if n == 1:
-            total = M.loss_sum(self.mcfg, self.p, wss[0], streams, self.dtype, stop=stop)
+            total = M.loss_sum(self.mcfg, self.eval_p, wss[0], streams, self.dtype, stop=stop)
         else:
-            total = P.sharded_loss_sum(self.mcfg, self.p, wss, streams, bounds, self.dtype, stop)
+            total = P.sharded_loss_sum(self.mcfg, self.eval_p, wss, streams, bounds, self.dtype, stop)
         if stop is not None and "signal" in stop:
             return _INTERRUPTED
         return total / (E * (N - 1))
@@ -175,9 +188,10 @@ class Trainer:
         ts = {"step": self.step, "pos": self.batches.pos, "rng": self.rng.bit_generator.state,
               "best_val": None if math.isinf(self.best_val) else self.best_val,
               "last_val": self.last_val, "elapsed": self.elapsed, "chars": self.chars,
-              "epoch": self.epoch, "since_best": self.since_best, "horizon": self.horizon}
+              "epoch": self.epoch, "since_best": self.since_best, "horizon": self.horizon,
+              "smooth": self.smooth, "avg_steps": self.avg_steps}
         return C.Checkpoint(self.mcfg, self.tcfg, self.vocab, self.flat, self.optim,
-                            self.state.h, self.state.c, ts, self.meta)
+                            self.state.h, self.state.c, ts, self.meta, avg=self.avg)
 
 
 def _test_seam_hold(step, out_dir, stop):
@@ -243,7 +257,7 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
     log_every = log_every or max(1, min(50, eval_every // 4))
     stop: dict = {}
     log_path = os.path.join(out_dir, "log.jsonl")
-    smooth, window_t, window_chars = None, time.perf_counter(), 0
+    window_t, window_chars = time.perf_counter(), 0
     cps = 0.0
     t_start = time.perf_counter()
     elapsed0 = trainer.elapsed
@@ -279,7 +293,7 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
             lr = trainer.lr
             loss = trainer.train_step()
             trainer.elapsed = elapsed0 + (time.perf_counter() - t_start)
-            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+            smooth = trainer.smooth     # training state: a resumed run's log continues it
             window_chars += trainer.tcfg.batch_size * trainer.tcfg.seq_len
             dt = time.perf_counter() - window_t
             if dt > 1.0:

@@ -47,24 +47,6 @@ class Grid:
         console.print(t, width=width, crop=False)
 
 
-def eval_tables(rows, total, ranked):
-    tables = []
-    if rows:
-        t = Grid("loss per character", ("file", "chars", "skipped", "nats/char", "bits/char",
-                                         "perplexity"), left=("file",), whole=("file",))
-        for r in rows + ([{"file": "total", **total}] if total and len(rows) > 1 else []):
-            t.add_row(r["file"], f"{r['chars']:,}", f"{r['unknown']:,}", f"{r['loss']:.4f}",
-                      f"{r['bpc']:.4f}", f"{r['perplexity']:.3f}")
-        tables.append(t)
-    if ranked:
-        t = Grid("texts, likeliest first", ("rank", "text", "log P (nats)", "nats/char", "chars"),
-                 left=("text",))
-        for k, r in enumerate(ranked):
-            t.add_row(str(k + 1), r["text"], f"{r['logprob']:.3f}", f"{r['loss']:.4f}", str(r["chars"]))
-        tables.append(t)
-    return tables
-
-
 def heatmap_text(text, losses) -> Text:
     """Each character coloured by its loss: green (expected) to red (surprising)."""
     out = Text()
@@ -83,7 +65,10 @@ def info_table(ck, path) -> Grid:
     tab = Grid(str(path), ("key", "value"), left=("key", "value"), terminal_header=False)
     best = ts.get("best_val")
     rows = [
-        ("model", f"{m.model}, {m.layers} layer(s) x {m.hidden} hidden, dropout {m.dropout:g}"),
+        ("model", f"{m.model}, {m.layers} layer(s) x {m.hidden} hidden, dropout {m.dropout:g}"
+                  + (f" ({m.dropout_kind})" if m.dropout else "") + (f", wdrop {m.wdrop:g}" if m.wdrop else "")),
+        ("weights", f"average (decay {t.avg_decay:g}) of the trained weights" if ck.avg is not None
+         else "as trained"),
         ("parameters", f"{num_params(m):,} ({t.dtype})"),
         ("vocabulary", f"{m.vocab_size} characters: {ck.vocab.preview(60)}"),
         ("corpus", f"{', '.join(meta.get('corpus', ['?']))} ({meta.get('corpus_chars', 0):,} chars)"),

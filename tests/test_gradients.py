@@ -18,7 +18,8 @@ def setup(cell, layers, rng, dropout=0.0):
     c0 = rng.normal(0, 0.5, (layers, B, H))
     masks = None
     if dropout:
-        masks = [None] + [(rng.random((T, B, H)) > dropout) / (1 - dropout) for _ in range(1, layers)]
+        # per-step masks ("step" dropout) between layers; none on the output
+        masks = [None] + [(rng.random((T, B, H)) > dropout) / (1 - dropout) for _ in range(1, layers)] + [None]
     return cfg, flat, x, y, h0, c0, masks
 
 
@@ -82,3 +83,44 @@ def test_gradients_with_dropout_masks(cell, rng):
     idx = rng.choice(flat.size, 80, replace=False)
     numeric = np.array([central_diff(loss, flat, i) for i in idx])
     assert rel_err(grad[idx], numeric) < 1e-6
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_gradients_with_locked_dropout_and_dropconnect(cell, layers, rng):
+    """Fixed locked masks (B, H) on layer inputs and the top output, and a fixed
+    DropConnect mask on each Wh: the gradient w.r.t. the raw weights, as training
+    takes it (masked Wh forward and backward, then the mask on dWh)."""
+    cfg = ModelConfig(model=cell, hidden=H, layers=layers, vocab_size=V, dropout=0.3,
+                      dropout_kind="locked", wdrop=0.4)
+    _, flat, x, y, h0, c0, _ = setup(cell, layers, rng)
+    masks = M.dropout_masks(cfg, T, B, np.float64, rng)
+    wmasks = M.weight_masks(cfg, np.float64, rng)
+    assert masks[-1].shape == (B, H) and len(masks) == layers + 1
+    assert all((m == 0).any() and (m > 1).any() for m in wmasks)
+    bufs = [np.zeros((H, cfg.gates * H)) for _ in range(layers)]
+
+    def loss():
+        q = M.drop_connect(M.views(flat, cfg), wmasks, bufs)
+        ws = M.Workspace(cfg, T, B, np.float64)
+        st = M.State(cfg, B, np.float64)
+        st.h[:], st.c[:] = h0, c0
+        return M.forward(cfg, q, ws, x, y, st, masks) / (T * B)
+
+    ws = M.Workspace(cfg, T, B, np.float64)
+    st = M.State(cfg, B, np.float64)
+    st.h[:], st.c[:] = h0, c0
+    q = M.drop_connect(M.views(flat, cfg), wmasks, bufs)
+    grad = np.zeros_like(flat)
+    g = M.views(grad, cfg)
+    M.forward(cfg, q, ws, x, y, st, masks)
+    M.backward(cfg, q, g, ws, x, masks)
+    M.drop_connect_backward(g, wmasks)
+    num = np.array([central_diff(loss, flat, i) for i in range(flat.size)])
+    nu = M.views(num, cfg)
+    for name in g:
+        assert rel_err(g[name], nu[name]) < 1e-6, name
+    # dropped recurrent weights get no gradient, and the masks changed the loss
+    for l, m in enumerate(wmasks):
+        assert np.all(g[f"l{l}.Wh"][m == 0] == 0)
+    assert abs(loss() - mean_loss(cfg, flat, x, y, h0, c0, None)) > 1e-6

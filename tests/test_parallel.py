@@ -30,7 +30,10 @@ def test_shards_give_the_gradient_of_one_pass(cell, dropout, shards, rng):
     h0, c0 = rng.normal(0, 0.5, (2, 2, B, H))
     masks = None
     if dropout:
-        masks = [None, (rng.random((T, B, H)) > dropout) / (1 - dropout)]
+        # a per-step (T, B, H) mask between the layers and a locked (B, H) one on the output:
+        # each shard takes its own streams' rows of either shape
+        masks = [None, (rng.random((T, B, H)) > dropout) / (1 - dropout),
+                 (rng.random((B, H)) > dropout) / (1 - dropout)]
     loss, grad, st = one_pass(cfg, flat, x, y, h0, c0, masks)
 
     dp = P.DataParallel(cfg, T, B, np.float64, shards)

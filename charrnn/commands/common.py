@@ -123,6 +123,24 @@ class Patience(click.ParamType):
         return v
 
 
+class AvgDecay(click.ParamType):
+    """The weight average's decay, in (0, 1), or 'off'."""
+    name = "DECAY|off"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, float):
+            return value
+        if str(value).lower() in ("off", "none", "0"):
+            return None
+        try:
+            v = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a decay in (0, 1) (or 'off')", param, ctx)
+        if not 0 < v < 1:
+            self.fail(f"{value} is not in (0, 1): a decay such as 0.999 (or 'off')", param, ctx)
+        return v
+
+
 def checkpoint_option(f):
     return click.option("--checkpoint", "-c", type=click.Path(), default=None,
                         help="A checkpoint file or a run folder (its best.npz)  "

@@ -6,15 +6,18 @@ import click
 
 from charrnn import __version__
 from charrnn.config import (CELLS, DEFAULT_LR, DEFAULT_PATIENCE, DEFAULT_SCHEDULE, DEFAULT_WARMUP,
-                            DTYPES, OPTIMIZERS, SCHEDULES)
-from charrnn.commands.common import (CONTEXT, DataError, Duration, Patience, StopTraining, Warmup,
-                                     finite_float, load_checkpoint, read_corpus, resolve_checkpoint)
+                            DROPOUT_KINDS, DTYPES, OPTIMIZERS, SCHEDULES, train_defaults)
+from charrnn.commands.common import (CONTEXT, AvgDecay, DataError, Duration, Patience, StopTraining,
+                                     Warmup, finite_float, load_checkpoint, read_corpus,
+                                     resolve_checkpoint, stream_limit_option)
+
+DEFAULTS = {**train_defaults()[0], **train_defaults()[1]}
 
 DEFAULT_STEPS = 3000
 
 
-ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dtype", "batch_size", "seq_len",
-                "optimizer", "val_frac", "seed")
+ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dropout_kind", "wdrop", "dtype", "batch_size",
+                "seq_len", "optimizer", "val_frac", "seed")
 MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and train
 
 
@@ -24,8 +27,21 @@ MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and tra
 @click.option("--hidden", type=click.IntRange(1, 8192), default=256, show_default=True,
               help="Hidden units per layer.")
 @click.option("--layers", type=click.IntRange(1, 16), default=2, show_default=True, help="Stacked layers.")
-@click.option("--dropout", type=finite_float(0), default=0.0, show_default=True,
-              help="Dropout between stacked layers (0 = off), in [0, 1).")
+@click.option("--dropout", type=finite_float(0), default=DEFAULTS["dropout"], show_default=True,
+              help="Dropout probability, in [0, 1): with --dropout-kind locked, one mask per stream "
+                   "and chunk on every layer's input above the first and on the top layer's output.")
+@click.option("--dropout-kind", type=click.Choice(DROPOUT_KINDS), default=DEFAULTS["dropout_kind"],
+              show_default=True,
+              help="locked: one mask per stream for a whole --seq-len chunk (variational dropout), "
+                   "between layers and before the output layer; step: a new mask at every time "
+                   "step, between layers only (charrnn 0.x's --dropout).")
+@click.option("--wdrop", type=finite_float(0), default=DEFAULTS["wdrop"], show_default=True,
+              help="DropConnect on the recurrent weights, in [0, 1): each step drops this fraction "
+                   "of every layer's Wh (one mask for the whole chunk and all streams).")
+@click.option("--avg-decay", type=AvgDecay(), default=DEFAULTS["avg_decay"], show_default=True,
+              help="Keep an exponential moving average of the weights with this decay, in (0, 1), "
+                   "or 'off'. Validation, best.npz and sampling use the average; training "
+                   "continues on the raw weights.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=32, show_default=True,
               help="Parallel text streams per step.")
 @click.option("--seq-len", type=click.IntRange(1, 100_000), default=64, show_default=True,
@@ -76,6 +92,7 @@ MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and tra
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the corpus.")
 @click.option("--max-chars", type=click.IntRange(1), default=4_000_000_000, show_default=True,
               help="Refuse a corpus longer than this (an endless input such as /dev/zero stops here).")
+@stream_limit_option
 @click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
               help="Encode the corpus files once into the corpus cache and memory-map them "
                    "(see `charrnn cache`); later runs on the same files skip the encoding.")
@@ -87,7 +104,7 @@ MIN_SECONDS = 5.0   # a --time budget below this cannot load the kernels and tra
 @click.option("--preview/--no-preview", default=True, show_default=True,
               help="Show a short sample at every evaluation.")
 @click.pass_context
-def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, optimizer, lr, schedule,
+def train(ctx, corpus, model, hidden, layers, dropout, dropout_kind, wdrop, avg_decay, batch_size, seq_len, optimizer, lr, schedule,
           warmup, min_lr, clip, steps, epochs, seconds, use_plan, dry_run, pause_at, patience, eval_every, val_frac, out,
           resume, seed, dtype, encoding, max_chars, use_cache, threads, quiet, preview):
     """Train a character-level language model on CORPUS (files, or - for stdin).
@@ -148,7 +165,11 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
         if ck is not None:
             mcfg = ck.model_cfg
             old = ck.train_cfg
-            keep = {k: ctx.params[k] for k in ("schedule", "warmup", "min_lr", "clip", "patience") if given(k)}
+            keep = {k: ctx.params[k] for k in ("schedule", "warmup", "min_lr", "clip", "patience", "avg_decay")
+                    if given(k)}
+            if given("avg_decay") and avg_decay is not None and ck.avg is None and not quiet:
+                click.echo(f"{resume} has no weight average: starting one from its weights at step "
+                           f"{ck.train_state['step']:,} (decay {avg_decay:g})", err=True)
             tcfg = TrainConfig(**{**old.to_dict(), "steps": steps, "epochs": epochs, "time": seconds,
                                   "lr": lr if lr is not None else old.lr,
                                   "eval_every": eval_every if given("eval_every") else old.eval_every, **keep})
@@ -168,7 +189,8 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
             model, optimizer = pick("model", model), pick("optimizer", optimizer)
             lr = pick("lr", None) or DEFAULT_LR[optimizer]
             mcfg = ModelConfig(model=model, hidden=pick("hidden", hidden), layers=pick("layers", layers),
-                               vocab_size=len(data.vocab), dropout=pick("dropout", dropout))
+                               vocab_size=len(data.vocab), dropout=pick("dropout", dropout),
+                               dropout_kind=pick("dropout_kind", dropout_kind), wdrop=pick("wdrop", wdrop))
             tcfg = TrainConfig(batch_size=pick("batch_size", batch_size), seq_len=pick("seq_len", seq_len),
                                optimizer=optimizer, lr=lr, clip=clip, steps=steps, epochs=epochs,
                                time=seconds, eval_every=pick("eval_every", eval_every), val_frac=val_frac,
@@ -177,7 +199,7 @@ def train(ctx, corpus, model, hidden, layers, dropout, batch_size, seq_len, opti
                                             else float(min(warmup, max(1, steps // 10)))),
                                schedule=pick("schedule", schedule or DEFAULT_SCHEDULE[optimizer]),
                                min_lr=min_lr if min_lr is not None else lr / 10,
-                               patience=pick("patience", patience))
+                               patience=pick("patience", patience), avg_decay=pick("avg_decay", avg_decay))
             if tcfg.min_lr > tcfg.lr:
                 raise click.BadParameter(f"{tcfg.min_lr:g} is above the learning rate {tcfg.lr:g}",
                                          param_hint="--min-lr")
@@ -286,8 +308,9 @@ def _check_train_options(given, p):
     """Every check that needs no corpus, before one is read (it may be large)."""
     if sum(p[k] is not None for k in ("steps", "epochs", "seconds")) > 1:
         raise click.UsageError("give at most one of --steps, --epochs, --time")
-    if not p["dropout"] < 1:
-        raise click.BadParameter("must be below 1", param_hint="--dropout")
+    for name in ("dropout", "wdrop"):
+        if not p[name] < 1:
+            raise click.BadParameter(f"{p[name]:g} is not a probability below 1", param_hint=f"--{name}")
     if not p["val_frac"] < 1:
         raise click.BadParameter("must be below 1", param_hint="--val-frac")
     if p["seconds"] is not None and p["seconds"] < MIN_SECONDS:

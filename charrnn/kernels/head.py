@@ -45,15 +45,6 @@ def colsum(x, out):
 
 
 @njit(**JIT)
-def mul_into(x, mask):
-    """x *= mask, element-wise over equal-shaped C-contiguous arrays (dropout)."""
-    xf = x.reshape(-1)
-    mf = mask.reshape(-1)
-    for i in range(xf.shape[0]):
-        xf[i] *= mf[i]
-
-
-@njit(**JIT)
 def softmax_xent(logits, by, targets, losses, grad_scale):
     """Softmax cross-entropy over N positions, in place.
 

@@ -78,3 +78,25 @@ def adam(w, g, m, v, lr, beta1, beta2, eps, step, scale):
         m[i] = b1 * m[i] + b1c * gi
         v[i] = b2 * v[i] + b2c * gi * gi
         w[i] -= lr_ * m[i] / (np.sqrt(v[i]) + eps_)
+
+
+@njit(**JIT)
+def ema(avg, w, decay):
+    """avg = decay avg + (1 - decay) w: the weight average that validation and best.npz
+    use while training goes on with w."""
+    t = avg.dtype.type
+    d, c = t(decay), t(1.0 - decay)
+    for i in range(avg.shape[0]):
+        avg[i] = d * avg[i] + c * w[i]
+
+
+@njit(**JIT)
+def dynamic_step(w, g, w0, rms, lr, decay, eps):
+    """Dynamic evaluation's update (Krause et al. 2018, RMS with a decay to the prior):
+    w -= lr g / (rms + eps); w += decay (w0 - w). rms (P,) is the root mean square of
+    the training gradients; w0 the trained weights."""
+    t = w.dtype.type
+    lr_, d_, eps_ = t(lr), t(decay), t(eps)
+    for i in range(w.shape[0]):
+        wi = w[i] - lr_ * g[i] / (rms[i] + eps_)
+        w[i] = wi + d_ * (w0[i] - wi)
