@@ -16,7 +16,18 @@ from charrnn.commands.common import (CONTEXT, DataError, checkpoint_option, load
               help="Characters of each file shown by --heatmap.")
 @stream_limit_option
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the files.")
-def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding):
+@click.option("--dynamic", is_flag=True,
+              help="Also score FILES with dynamic evaluation: the model adapts to each file as it "
+                   "reads it (each segment scored first, then learnt from); the checkpoint is "
+                   "never changed.")
+@click.option("--dynamic-lr", type=click.FloatRange(0, min_open=True), default=None,
+              help="Dynamic evaluation's step size  [default: 3e-05]")
+@click.option("--dynamic-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Pull back towards the trained weights at every segment  [default: 0.001]")
+@click.option("--dynamic-segment", type=click.IntRange(1, 100_000), default=None,
+              help="Characters read between two adaptation steps  [default: 50]")
+def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding, dynamic,
+             dynamic_lr, dynamic_decay, dynamic_segment):
     """Measure how well a model predicts text: loss, bits per char, perplexity.
 
     Every character is scored exactly, with the model's state carried through
@@ -35,6 +46,7 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
       cat notes.txt | charrnn eval - --json
       charrnn eval --text "the apple and pear salad" --text "the apple and pair salad"
       charrnn eval notes.txt --heatmap
+      charrnn eval held_out.txt --dynamic
     """
     import json
     import signal
@@ -45,8 +57,22 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     from charrnn import evaluate as E
     from charrnn.data import CorpusError
+    tuned = [n for n, v in (("--dynamic-lr", dynamic_lr), ("--dynamic-decay", dynamic_decay),
+                             ("--dynamic-segment", dynamic_segment)) if v is not None]
+    if tuned and not dynamic:
+        raise click.UsageError(f"{tuned[0]} tunes --dynamic: give --dynamic too")
+    if dynamic and not files:
+        raise click.UsageError("--dynamic scores FILES: name the files to evaluate")
     ck = load_checkpoint(resolve_checkpoint(checkpoint))
-    rows, all_losses, unknown_total, shown = [], [], 0, []
+    if dynamic:
+        from charrnn import dynamic as D
+        try:
+            D.gradient_rms(ck)
+        except D.CannotAdapt as e:
+            raise click.BadParameter(f"{ck.path}: {e}", param_hint="--dynamic") from None
+        dyn = {"lr": dynamic_lr or D.LR, "decay": D.DECAY if dynamic_decay is None else dynamic_decay,
+               "segment": dynamic_segment or D.SEGMENT}
+    rows, all_losses, unknown_total, shown, dyn_losses = [], [], 0, [], []
     for path in files:
         try:
             ids, unknown, examples = E.encode_known(path, ck.vocab, encoding, stream_limit())
@@ -60,6 +86,10 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
         losses = E.per_char_losses(ck, ids)
         rows.append(E.summarize(losses, unknown, "<stdin>" if path == "-" else path))
         all_losses.append(losses)
+        if dynamic:
+            adapted = D.dynamic_losses(ck, ids, **dyn)
+            rows[-1]["dynamic"] = {**E.summarize(adapted), **dyn}
+            dyn_losses.append(adapted)
         unknown_total += unknown
         if heatmap:
             shown.append((path, ck.vocab.decode(ids[1:heatmap_chars + 1]), losses[:heatmap_chars]))
@@ -74,6 +104,8 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
             shown.append((repr(text), ck.vocab.decode(ids), losses))
     ranked = sorted(scored, key=lambda r: -r["logprob"])
     total = E.summarize(np.concatenate(all_losses), unknown_total) if all_losses else None
+    if dyn_losses:
+        total["dynamic"] = {**E.summarize(np.concatenate(dyn_losses)), **dyn}
     if as_json:
         obj = {}
         if rows:
