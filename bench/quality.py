@@ -8,10 +8,15 @@ other, never two at once:
     same      charrnn, the same model with Adam (the planner chooses only the
               schedule, warm-up and evaluation interval)
     planner   charrnn train CORPUS --time BUDGET: every choice the planner's
+    default   charrnn train CORPUS with no options at all (its own 3000 steps; reported
+              once, in the row of the budget nearest its wall time)
 Budgets count wall time including evaluations, from the start of training.
+With --seeds N every contender runs N times (seeds 1..N) and the table gives the
+median and the range; a gain under 0.01 nats is claimed only from 3 seeds.
 
     python3 bench/quality.py                            # 60 180 300 600 1800 s: ~2.5 hours
     python3 bench/quality.py --budgets 60 300 --json bench/results/quality.json
+    python3 bench/quality.py --budgets 300 --only planner default --seeds 3
 """
 import argparse
 import json
@@ -31,10 +36,12 @@ DEFAULT_CORPUS = os.path.normpath(os.path.join(ROOT, "..", "shared", "corpora", 
 LN2 = math.log(2)
 
 
-def charrnn_run(corpus, budget, extra, env):
+def charrnn_run(corpus, budget, extra, env, seed=None):
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "charrnn", "train", corpus, "--time", f"{budget}s",
-               "--out", os.path.join(out, "run"), "--no-preview", *extra]
+        bound = [] if budget is None else ["--time", f"{budget}s"]
+        cmd = [sys.executable, "-m", "charrnn", "train", corpus, *bound,
+               "--out", os.path.join(out, "run"), "--no-preview", *extra,
+               *([] if seed is None else ["--seed", str(seed)])]
         t0 = time.perf_counter()
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
         wall = time.perf_counter() - t0
@@ -48,9 +55,10 @@ def charrnn_run(corpus, budget, extra, env):
                 "curve": [(x["elapsed"], x["step"], x["val_loss"]) for x in log if x["val_loss"] is not None]}
 
 
-def torch_run(corpus, budget, model, env):
+def torch_run(corpus, budget, model, env, seed=None):
     cmd = [sys.executable, os.path.join(HERE, "torch_ref.py"), corpus, "--seconds", str(budget),
-           "--cell", model[0], "--layers", str(model[1]), "--hidden", str(model[2])]
+           "--cell", model[0], "--layers", str(model[1]), "--hidden", str(model[2]),
+           *([] if seed is None else ["--seed", str(seed)])]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -60,12 +68,40 @@ def torch_run(corpus, budget, model, env):
     return out
 
 
+def summary(runs) -> str:
+    """'median (bits)' of the runs' best losses, with [min, max] when there are several."""
+    vals = sorted(r["best_val"] for r in runs)
+    med = vals[len(vals) // 2] if len(vals) % 2 else (vals[len(vals) // 2 - 1] + vals[len(vals) // 2]) / 2
+    spread = f" [{vals[0]:.4f}, {vals[-1]:.4f}]" if len(vals) > 1 else ""
+    return f"{med:.4f} ({med / LN2:.3f}){spread}"
+
+
+def table_rows(results, budgets):
+    rows = ["| budget | PyTorch (same model) | charrnn (same model) | charrnn planner | planner's choice |",
+            "|---|---|---|---|---|"]
+    for budget in budgets:
+        got = {}
+        for r in results:
+            if r["budget"] == budget:
+                got.setdefault(r["who"], []).append(r)
+        cell_ = lambda w: summary(got[w]) if w in got else "-"  # noqa: E731
+        choice = got["planner"][0]["plan"].split(": ", 1)[-1] if "planner" in got else "-"
+        rows.append(f"| {budget:g} s | {cell_('torch')} | {cell_('same')} | {cell_('planner')} | {choice} |")
+    default = [r for r in results if r["who"] == "default"]
+    if default:
+        walls = sorted(r["wall"] for r in default)
+        rows += ["", f"default run (no options): {summary(default)}, wall time "
+                     f"{walls[0]:.0f}-{walls[-1]:.0f} s"]
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=DEFAULT_CORPUS)
     ap.add_argument("--budgets", type=float, nargs="+", default=[60, 180, 300, 600, 1800])
-    ap.add_argument("--only", nargs="+", choices=["torch", "same", "planner"],
+    ap.add_argument("--only", nargs="+", choices=["torch", "same", "planner", "default"],
                     default=["torch", "same", "planner"])
+    ap.add_argument("--seeds", type=int, default=1, help="runs per contender (seeds 1..N)")
     ap.add_argument("--model", default="lstm:2:256", help="cell:layers:hidden for torch and same")
     ap.add_argument("--blas", choices=["auto", "mkl", "openblas"], default="auto")
     ap.add_argument("--json", default=None, help="write results here "
@@ -83,26 +119,28 @@ def main():
         except ImportError:
             sys.exit("PyTorch is not installed: pip install torch==2.13.0 (or --only same planner)")
     same = ["--model", cell, "--layers", L, "--hidden", H, "--optimizer", "adam", "--dropout", "0"]
+    seeds = [None] if a.seeds == 1 else list(range(1, a.seeds + 1))
     results = []
-    for budget in a.budgets:
-        for who in a.only:
-            if who == "torch":
-                r = torch_run(a.corpus, budget, model, env)
-            else:
-                r = charrnn_run(a.corpus, budget, same if who == "same" else [], env)
-            r.update(budget=budget, who=who)
+    for who in [w for w in a.only if w == "default"]:      # no budget: its own wall time
+        for seed in seeds:
+            r = charrnn_run(a.corpus, None, [], env, seed)
+            r.update(budget=None, who=who, seed=seed)
             results.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
-    rows = ["| budget | PyTorch (same model) | charrnn (same model) | charrnn planner | planner's choice |",
-            "|---|---|---|---|---|"]
     for budget in a.budgets:
-        got = {r["who"]: r for r in results if r["budget"] == budget}
-        cell_ = lambda w: (f"{got[w]['best_val']:.4f} ({got[w]['best_val'] / LN2:.3f})"  # noqa: E731
-                           if w in got else "-")
-        choice = got["planner"]["plan"].split(": ", 1)[-1] if "planner" in got else "-"
-        rows.append(f"| {budget:g} s | {cell_('torch')} | {cell_('same')} | {cell_('planner')} | {choice} |")
+        for who in [w for w in a.only if w != "default"]:
+            for seed in seeds:
+                if who == "torch":
+                    r = torch_run(a.corpus, budget, model, env, seed)
+                else:
+                    r = charrnn_run(a.corpus, budget, same if who == "same" else [], env, seed)
+                r.update(budget=budget, who=who, seed=seed)
+                results.append(r)
+                print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
     table = "\n".join([header, f"best validation loss, nats/char (bits/char); same model: "
-                       f"{cell} {L}x{H}, B=32 T=64", "", *rows])
+                       f"{cell} {L}x{H}, B=32 T=64" + (f"; median of {a.seeds} seeds [min, max]"
+                                                       if a.seeds > 1 else ""), "",
+                       *table_rows(results, a.budgets)])
     print("\n" + table)
     path = a.json or os.path.join(HERE, "results", f"{time.strftime('%Y-%m-%d')}-{slug()}-quality.json")
     with open(path, "w") as f:

@@ -135,9 +135,10 @@ if __name__ == "__main__":
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from charrnn.data import read_corpus
     c = read_corpus([a.corpus])
-    print(json.dumps(train_for(c.ids, len(c.vocab), a.seconds, a.cell, a.hidden, a.layers)))
+    print(json.dumps(train_for(c.ids, len(c.vocab), a.seconds, a.cell, a.hidden, a.layers, seed=a.seed)))
