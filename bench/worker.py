@@ -32,6 +32,9 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from charrnn.data import read_corpus  # noqa: E402
+from charrnn import kernels  # noqa: E402
+
+kernels.own_process()   # flush-to-zero for the whole process, as the charrnn command has it
 
 corpus = read_corpus([a.corpus])
 V = len(corpus.vocab)

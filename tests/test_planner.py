@@ -54,13 +54,58 @@ def test_the_choice_is_the_largest_that_sees_enough_characters():
     assert list(p.speeds) == [f"{l}x{h}" for l, h in planner.CANDIDATES[:i + 2]]
 
 
-def test_a_small_corpus_caps_the_model_and_gets_dropout():
-    big, small = plan(1800, 10_000_000), plan(1800, 200_000)
+def test_a_small_corpus_caps_the_model_and_gets_regularised():
+    # a budget shorter than the default run (220 s at these speeds): the size is capped
+    big, small = plan(150, 10_000_000), plan(150, 200_000)
     assert planner.param_count("lstm", small.settings["layers"], small.settings["hidden"], 65) \
         <= planner.MAX_PARAMS_PER_CHAR * 200_000
     assert small.settings["hidden"] < big.settings["hidden"]
-    assert small.settings["dropout"] > 0       # many passes over a small text
+    assert small.settings["dropout"] > 0 and small.settings["wdrop"] > 0   # many passes over a small text
     assert plan(60, 50_000_000).settings["dropout"] == 0     # far less than one pass
+    # a long budget on a small text: the default model, strongly regularised
+    long = plan(1800, 200_000).settings
+    assert (long["layers"], long["hidden"]) == planner.DEFAULT_MODEL
+    assert (long["dropout"], long["wdrop"]) == planner.REG_EPOCHS[-1][1:]
+
+
+BUDGETS = [20, 40, 60, 120, 180, 240, 300, 600, 900, 1800, 3600, 7200]
+
+
+@pytest.mark.parametrize("n_train", [100_000, 1_000_000, 10_000_000, 100_000_000])
+def test_a_longer_budget_never_plans_less(n_train):
+    """Monotone in the budget: the planned model is never smaller, its training never
+    shorter (in characters), and never less regularised for the same model."""
+    plans = [plan(b, n_train).settings for b in BUDGETS]
+    sizes = [(p["layers"], p["hidden"]) for p in plans]
+    assert sizes == sorted(sizes), sizes
+    for (a, ba), (b, bb) in zip(zip(plans, BUDGETS), zip(plans[1:], BUDGETS[1:])):
+        if (a["layers"], a["hidden"]) == (b["layers"], b["hidden"]):
+            assert (b["dropout"], b["wdrop"]) >= (a["dropout"], a["wdrop"])
+        else:   # a larger model only where it sees enough characters to beat the smaller one
+            P = planner.param_count("lstm", b["layers"], b["hidden"], 65)
+            assert SPEEDS[b["hidden"]] * bb * (1 - planner.EVAL_SHARE) / P >= planner.MIN_CHARS_PER_PARAM \
+                or (b["layers"], b["hidden"]) == planner.DEFAULT_MODEL
+    assert all(p["avg_decay"] == planner.AVG_DECAY for p in plans)
+
+
+@pytest.mark.parametrize("n_train", [100_000, 1_000_000, 100_000_000])
+def test_a_budget_that_holds_the_default_run_trains_at_least_its_model_for_longer(n_train):
+    wall = planner.default_run_seconds(SPEEDS[256])
+    for budget in (wall, wall * 1.5, 1800, 7200):
+        s = plan(budget, n_train).settings
+        assert (s["layers"], s["hidden"]) >= planner.DEFAULT_MODEL
+        steps = SPEEDS[s["hidden"]] * budget * (1 - planner.EVAL_SHARE) / (32 * 64)
+        if (s["layers"], s["hidden"]) == planner.DEFAULT_MODEL:
+            assert steps >= planner.DEFAULT_STEPS * 0.99
+    below = plan(wall * 0.8, 100_000_000).settings
+    assert (below["layers"], below["hidden"]) < planner.DEFAULT_MODEL
+
+
+def test_planner_constants_match_the_train_defaults():
+    from charrnn.commands.train import DEFAULT_STEPS
+    from charrnn.config import train_defaults
+    m, t = train_defaults()
+    assert planner.DEFAULT_MODEL == (m["layers"], m["hidden"]) and planner.DEFAULT_STEPS == DEFAULT_STEPS
 
 
 def test_schedule_eval_and_optimizer_choices():

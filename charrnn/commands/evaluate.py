@@ -21,9 +21,9 @@ from charrnn.commands.common import (CONTEXT, DataError, checkpoint_option, load
                    "reads it (each segment scored first, then learnt from); the checkpoint is "
                    "never changed.")
 @click.option("--dynamic-lr", type=click.FloatRange(0, min_open=True), default=None,
-              help="Dynamic evaluation's step size  [default: 3e-05]")
+              help="Dynamic evaluation's step size  [default: 0.0001]")
 @click.option("--dynamic-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="Pull back towards the trained weights at every segment  [default: 0.001]")
+              help="Pull back towards the trained weights at every segment  [default: 0.01]")
 @click.option("--dynamic-segment", type=click.IntRange(1, 100_000), default=None,
               help="Characters read between two adaptation steps  [default: 50]")
 def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding, dynamic,
