@@ -160,7 +160,7 @@ def test_a_shipped_corpus_is_never_taken_from_another_users_folder(tmp_path):
     import hashlib
     import tempfile
 
-    from charrnn.trial import materialize
+    from charrnn.sweep.trial import materialize
     data = b"the real corpus, shipped to this worker\n" * 10 + os.urandom(8).hex().encode()
     digest = hashlib.sha256(data).hexdigest()[:16]
     folder = os.path.join(tempfile.gettempdir(), f"charrnn-corpus-{digest}")

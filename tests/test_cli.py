@@ -84,7 +84,7 @@ def test_plain_progress_estimates_time_left_from_after_the_first_step(bundled_te
     import io
 
     from charrnn.config import ModelConfig, TrainConfig
-    from charrnn.progress import TrainDisplay
+    from charrnn.cli.progress import TrainDisplay
     from charrnn.training import Trainer
     from charrnn.vocab import Vocab
     vocab = Vocab.from_chars(set(bundled_text[:2000]))

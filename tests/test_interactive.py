@@ -103,7 +103,7 @@ def test_carry_reads_one_running_text(trained_run, monkeypatch):
     import io
 
     from charrnn import checkpoint as C
-    from charrnn.interactive import session
+    from charrnn.cli.interactive import session
     from charrnn.sampling import Many
     ck = C.load(trained_run / "best.npz")
     for carry in (False, True):

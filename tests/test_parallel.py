@@ -110,7 +110,7 @@ def test_training_header_names_the_data_parallel_threads(tmp_path, bundled_text)
     from charrnn.config import TrainConfig
     from charrnn.data import read_corpus
     from charrnn.kernels import BLAS
-    from charrnn.progress import TrainDisplay
+    from charrnn.cli.progress import TrainDisplay
     from charrnn.training import Trainer
 
     (tmp_path / "c.txt").write_text(bundled_text[:5_000], encoding="utf-8")

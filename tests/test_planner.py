@@ -102,7 +102,7 @@ def test_a_budget_that_holds_the_default_run_trains_at_least_its_model_for_longe
 
 
 def test_planner_constants_match_the_train_defaults():
-    from charrnn.commands.train import DEFAULT_STEPS
+    from charrnn.cli.train import DEFAULT_STEPS
     from charrnn.config import train_defaults
     m, t = train_defaults()
     assert planner.DEFAULT_MODEL == (m["layers"], m["hidden"]) and planner.DEFAULT_STEPS == DEFAULT_STEPS

@@ -302,8 +302,8 @@ def test_sweep_refuses_bad_train_options_as_train_does(tmp_path):
 def test_every_train_option_is_a_sweep_option_and_new_ones_follow(monkeypatch):
     import click
 
-    from charrnn.commands import sweep as SW
-    from charrnn.commands.train import train
+    from charrnn.cli import sweep as SW
+    from charrnn.cli.train import train
     own = {p.name for p in SW.sweep.params if not getattr(p, "from_train", False)}
     given = {p.name for p in SW.sweep.params if getattr(p, "from_train", False)}
     for p in train.params:

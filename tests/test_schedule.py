@@ -163,7 +163,7 @@ def test_early_stopping_on_a_crafted_plateau(tmp_path, bundled_text, monkeypatch
 
 
 def test_run_reports_why_it_ended(tmp_path, bundled_text):
-    from charrnn.progress import summary
+    from charrnn.cli.progress import summary
     from charrnn.training import run
     tr = _trainer(tmp_path, bundled_text[:20_000])
     r = run(tr, str(tmp_path), steps=5, eval_every=5)

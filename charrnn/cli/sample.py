@@ -3,7 +3,7 @@ import sys
 
 import click
 
-from charrnn.commands.common import (CONTEXT, checkpoint_option, finite_float, load_checkpoint,
+from charrnn.cli.common import (CONTEXT, checkpoint_option, finite_float, load_checkpoint,
                                      resolve_checkpoint)
 
 
@@ -77,7 +77,7 @@ def sample(checkpoint, length, temp, argmax, top_k, top_p, prime, seed, num, sto
     if interactive:
         if prime or num != 1:
             raise click.UsageError("--interactive reads its primes from the input: drop --prime and --num")
-        from charrnn.interactive import session
+        from charrnn.cli.interactive import session
         signal.signal(signal.SIGINT, signal.default_int_handler)
         session(gen, ck.vocab, length=length, carry=carry, **kw)
         return
@@ -176,7 +176,7 @@ def complete(text, checkpoint, words, beam, as_json):
         click.echo(json.dumps([{"rank": k + 1, "text": s, "probability": p}
                                for k, (s, p) in enumerate(found)], indent=2, allow_nan=False))
         return
-    from charrnn.ui import Grid, stdout_console
+    from charrnn.cli.ui import Grid, stdout_console
     console = stdout_console()
     g = Grid(f"after {text!r}", ("rank", "continuation", "probability"), left=("continuation",),
              whole=("continuation",))

@@ -5,8 +5,8 @@ import sys
 
 import click
 
-from charrnn.commands.common import CONTEXT, DataError, Duration, read_corpus
-from charrnn.commands.train import train as _train
+from charrnn.cli.common import CONTEXT, DataError, Duration, read_corpus
+from charrnn.cli.train import train as _train
 
 # train's options that a sweep sets itself, for each trial: never given to a sweep
 SWEEP_SETS = {"corpus", "out", "resume", "steps", "epochs", "seconds", "pause_at", "dry_run",
@@ -151,7 +151,7 @@ def sweep(ctx, corpus, grid_items, random_n, seconds, steps, halving, out, worke
       charrnn sweep input.txt --grid hidden=256,512 --steps 2000 --scheduler tcp://10.0.0.5:8786
       charrnn sweep input.txt --model gru --dropout 0.1 --grid hidden=256,512 --steps 2000
     """
-    from charrnn import sweep as S
+    from charrnn.sweep import sweep as S
     if seconds is not None and steps is not None:
         raise click.UsageError("give one of --time and --steps")
     if scheduler and workers:
@@ -187,7 +187,7 @@ def sweep(ctx, corpus, grid_items, random_n, seconds, steps, halving, out, worke
     if len(data.vocab) < 2:
         raise DataError(f"{', '.join(corpus)}: only one distinct character; there is nothing to learn")
     del data
-    from charrnn import executors as X
+    from charrnn.sweep import executors as X
     try:
         pool = X.DaskCluster(scheduler, ship=ship) if scheduler else X.LocalPool(workers)
     except X.ClusterError as e:
@@ -201,8 +201,8 @@ def sweep(ctx, corpus, grid_items, random_n, seconds, steps, halving, out, worke
     except OSError as e:
         pool.close()
         raise DataError(f"{out}: cannot write the sweep folder ({e.strerror})") from None
-    from charrnn.progress import SweepDisplay
-    from charrnn.ui import sweep_table
+    from charrnn.cli.progress import SweepDisplay
+    from charrnn.cli.ui import sweep_table
     display = SweepDisplay(trials, out, quiet)
     if not quiet:
         click.echo(f"sweep of {len(trials)} trial(s) in {out}/ on the {pool.where}; each "
@@ -214,7 +214,7 @@ def sweep(ctx, corpus, grid_items, random_n, seconds, steps, halving, out, worke
         display.close()
         raise DataError(str(e)) from None
     display.close()
-    from charrnn.ui import stdout_console
+    from charrnn.cli.ui import stdout_console
     sweep_table(trials, out).show(stdout_console())
     if interrupted:
         click.echo(f"interrupted: running trials were saved; run the same command to continue "
@@ -228,8 +228,8 @@ def _run(trials, rungs, pool, ledger, display, paths, fixed, bound, budget) -> b
     """Train the rungs in order; True if a stop signal ended it early."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from charrnn import sweep as S
-    from charrnn.trial import run_trial
+    from charrnn.sweep import sweep as S
+    from charrnn.sweep.trial import run_trial
     stopped = []
 
     def on_signal(signum, frame):
@@ -290,8 +290,8 @@ def _record(t, future, rung):
 def _check_trial(paths, settings, fixed, bound, budget, label):
     """A trial's train options (its settings and the fixed ones), parsed and checked as
     train would, before any trial runs; a usage error starts with `label`."""
-    from charrnn import sweep as S
-    from charrnn.commands.train import _check_train_options
+    from charrnn.sweep import sweep as S
+    from charrnn.cli.train import _check_train_options
     argv = [*paths, *S.settings_argv(settings), *fixed]
     argv += ["--steps", str(budget)] if bound == "steps" else ["--time", f"{budget:g}s"]
     try:

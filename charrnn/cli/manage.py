@@ -3,7 +3,7 @@ import os
 
 import click
 
-from charrnn.commands.common import (CONTEXT, DataError, load_checkpoint, newest_checkpoint,
+from charrnn.cli.common import (CONTEXT, DataError, load_checkpoint, newest_checkpoint,
                                      resolve_checkpoint)
 
 
@@ -21,7 +21,7 @@ def info(checkpoint):
     """
     path = resolve_checkpoint(checkpoint)
     ck = load_checkpoint(path)
-    from charrnn.ui import info_table, stdout_console
+    from charrnn.cli.ui import info_table, stdout_console
     info_table(ck, path).show(stdout_console())
 
 
@@ -41,8 +41,8 @@ def runs(folder, root):
       charrnn runs sweeps/shakespeare-1a2b3c4d
     """
     from charrnn.runs import list_runs
-    from charrnn.sweep import is_sweep
-    from charrnn.ui import runs_table, stdout_console, sweep_table
+    from charrnn.sweep.sweep import is_sweep
+    from charrnn.cli.ui import runs_table, stdout_console, sweep_table
     root = folder or root
     if is_sweep(root):
         trials = _sweep_trials(root)
@@ -75,8 +75,8 @@ def plot(run, png, width, height):
       charrnn plot checkpoints/shakespeare-lstm-20261123-101500
       charrnn plot checkpoints/shakespeare-lstm-20261123-101500 --png curves.png
     """
-    from charrnn.plotting import plot_terminal
-    from charrnn.sweep import is_sweep
+    from charrnn.cli.plotting import plot_terminal
+    from charrnn.sweep.sweep import is_sweep
     if run is None:
         run = os.path.dirname(newest_checkpoint())
     if is_sweep(run):
@@ -96,7 +96,7 @@ def plot(run, png, width, height):
 
 def _plot_sweep(folder, png, width, height):
     """The validation curves of a sweep's trials together."""
-    from charrnn.plotting import plot_terminal
+    from charrnn.cli.plotting import plot_terminal
     curves = {}
     for t in _sweep_trials(folder)[:12]:
         log = os.path.join(folder, t.name, "log.jsonl")
@@ -115,7 +115,7 @@ def _plot_sweep(folder, png, width, height):
 
 def _sweep_trials(folder):
     """sweep.load_trials, its error (an unreadable sweep.jsonl, named) as a DataError."""
-    from charrnn.sweep import SweepError, load_trials
+    from charrnn.sweep.sweep import SweepError, load_trials
     try:
         return load_trials(folder)
     except SweepError as e:
@@ -124,7 +124,7 @@ def _sweep_trials(folder):
 
 def _load_log(log):
     """plotting.load_log; an unreadable log.jsonl is a DataError naming it."""
-    from charrnn.plotting import load_log
+    from charrnn.cli.plotting import load_log
     try:
         return load_log(log)
     except OSError as e:
@@ -134,7 +134,7 @@ def _load_log(log):
 
 
 def _write_png(curves, png, title):
-    from charrnn.plotting import plot_png
+    from charrnn.cli.plotting import plot_png
     try:
         plot_png(curves, png, title=title)
     except ImportError:
@@ -170,7 +170,7 @@ def cache(clear):
         return
     import time
 
-    from charrnn.ui import Grid, stdout_console
+    from charrnn.cli.ui import Grid, stdout_console
     console = stdout_console()
     sep = "," if console.is_terminal else ""    # TSV: numbers a program parses
     t = Grid(f"cached corpora in {K.folder()}", ("corpus", "chars", "MB on disk", "encoded", "entry"),

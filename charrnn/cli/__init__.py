@@ -1,14 +1,17 @@
 """The command line: the Click group and the entry point, which turns every failure
-into one line on stderr. The commands live in charrnn/commands/, one module per
-group; heavy imports (numpy, numba) happen inside them so `charrnn --help` is instant."""
+into one line on stderr. Everything that imports click, rich, tqdm or plotext lives
+in this package: one module per command group (train.py, sample.py, ...), common.py
+(shared option types), progress.py, ui.py, plotting.py and interactive.py. The
+commands call the library (charrnn.api and below); heavy imports (numpy, numba)
+happen inside them so `charrnn --help` is instant."""
 import os
 import sys
 
 import click
 
 from charrnn import __version__
-from charrnn.commands import evaluate, export, manage, sample, sweep, train
-from charrnn.commands.common import CONTEXT, err
+from charrnn.cli import evaluate, export, manage, sample, sweep, train
+from charrnn.cli.common import CONTEXT, err
 from charrnn.errors import CharrnnError
 
 _debug = {"on": False}      # set by the group's --debug option, read when a command fails

@@ -7,7 +7,7 @@ import click
 from charrnn import __version__
 from charrnn.config import (CELLS, DEFAULT_LR, DEFAULT_PATIENCE, DEFAULT_SCHEDULE, DEFAULT_WARMUP,
                             DROPOUT_KINDS, DTYPES, OPTIMIZERS, SCHEDULES, train_defaults)
-from charrnn.commands.common import (CONTEXT, AvgDecay, DataError, Duration, Patience, StopTraining,
+from charrnn.cli.common import (CONTEXT, AvgDecay, DataError, Duration, Patience, StopTraining,
                                      Warmup, finite_float, load_checkpoint, read_corpus,
                                      resolve_checkpoint, stream_limit_option)
 
@@ -223,7 +223,7 @@ def train(ctx, corpus, model, hidden, layers, dropout, dropout_kind, wdrop, avg_
             raise DataError(str(e)) from None
         if plan is not None:    # the time spent planning counts against the budget
             seconds = max(1.0, seconds - plan.seconds_spent)
-        from charrnn.progress import TrainDisplay, summary
+        from charrnn.cli.progress import TrainDisplay, summary
         display = TrainDisplay(quiet=quiet, preview=runs.preview_sampler() if preview else None)
         try:
             result = run(trainer, out, steps=steps, epochs=epochs, seconds=seconds,

@@ -2,7 +2,7 @@
 
 import click
 
-from charrnn.commands.common import (CONTEXT, DataError, checkpoint_option, load_checkpoint,
+from charrnn.cli.common import (CONTEXT, DataError, checkpoint_option, load_checkpoint,
                                      resolve_checkpoint, stream_limit, stream_limit_option)
 
 
@@ -114,7 +114,7 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
             obj["texts"] = [{"rank": k + 1, **r} for k, r in enumerate(ranked)]
         click.echo(json.dumps(_defined(obj), indent=2, allow_nan=False))
         return
-    from charrnn.ui import heatmap_text, stdout_console
+    from charrnn.cli.ui import heatmap_text, stdout_console
     console = stdout_console()
     for table in _tables(rows, total, ranked, console.is_terminal):
         table.show(console)
@@ -143,7 +143,7 @@ def _tables(rows, total, ranked, terminal):
     empty field for an undefined figure."""
     import math
 
-    from charrnn.ui import Grid
+    from charrnn.cli.ui import Grid
 
     def num(x, spec):
         if x is None or not math.isfinite(x):

@@ -104,7 +104,7 @@ def runs_table(runs, root="checkpoints") -> Grid:
 
 def sweep_table(trials, folder) -> Grid:
     """A sweep's trials, best validation loss first."""
-    from charrnn.sweep import ranked
+    from charrnn.sweep.sweep import ranked
     t = Grid(f"sweep {folder}/, best first", ("rank", "trial", "state", "step", "best val (nats/char)",
                                               "bits/char", "note"),
              left=("trial", "state", "note"), whole=("trial",))

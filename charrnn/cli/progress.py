@@ -155,7 +155,7 @@ class SweepDisplay:
 
         from rich.table import Table
 
-        from charrnn.trial import progress
+        from charrnn.sweep.trial import progress
         t = Table(title=f"sweep {self.folder}", title_justify="left")
         for col in ("trial", "state", "rung", "step", "best val", "note"):
             t.add_column(col, justify="left" if col in ("trial", "state", "note") else "right",

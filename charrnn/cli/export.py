@@ -3,7 +3,7 @@ import os
 
 import click
 
-from charrnn.commands.common import CONTEXT, load_checkpoint, resolve_checkpoint
+from charrnn.cli.common import CONTEXT, load_checkpoint, resolve_checkpoint
 
 
 @click.command(context_settings=CONTEXT)

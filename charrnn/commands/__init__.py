@@ -1,1 +1,0 @@
-"""One module per command group, each a @click.command that cli.py adds to the group."""
