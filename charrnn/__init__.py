@@ -3,8 +3,11 @@
     import charrnn
     model = charrnn.load("checkpoints/my_text-lstm-20261123-101500")   # a run folder or a .npz
     model.generate("ROMEO:", length=200, seed=7)
+    run = charrnn.train("my_text.txt", time="5m")                       # as `charrnn train`
+    charrnn.load(run.folder).generate(length=300)
 
-The public names (load, Model, CharrnnError, UsageError, DataError; docs/api.md) are
+The public names (load, Model, train, Run, CharrnnError, UsageError, DataError,
+DivergedError; docs/api.md) are
 imported on first use (PEP 562), so `import charrnn` and `charrnn --help` load
 nothing heavy, and importing charrnn changes no process-wide state.
 """
@@ -14,9 +17,12 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load": "charrnn.api",
     "Model": "charrnn.api",
+    "train": "charrnn.api",
+    "Run": "charrnn.api",
     "CharrnnError": "charrnn.errors",
     "UsageError": "charrnn.errors",
     "DataError": "charrnn.errors",
+    "DivergedError": "charrnn.errors",
 }
 __all__ = ["__version__", *_EXPORTS]
 

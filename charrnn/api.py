@@ -234,3 +234,205 @@ class Model:
         except OSError as e:
             raise DataError(f"{path}: {e.strerror}") from None
         return path
+
+
+# -- training -----------------------------------------------------------------------------
+
+class Run:
+    """What charrnn.train() returns: a run folder and how the training ended.
+
+    folder: the run folder; best / latest: its best.npz (lowest validation loss) and
+    latest.npz (where training stopped); summary: {"steps", "best_val", "last_val",
+    "elapsed", "reason", "signal"} (best_val None when nothing was validated; reason
+    "steps", "time", "patience", "paused", "stopped" by `stop`, or "signal"; signal: the
+    number of the signal that stopped it, or None), None after a dry run; settings:
+    {"model", "train", "plan"}, the configurations as dicts and the plan (or None)."""
+
+    def __init__(self, folder, summary, settings):
+        self.folder, self.summary, self.settings = folder, summary, settings
+        self.best = os.path.join(folder, "best.npz")
+        self.latest = os.path.join(folder, "latest.npz")
+
+    def __repr__(self):
+        s = self.summary or {}
+        return f"<charrnn.Run {self.folder}: {s.get('reason', 'not run')} at step {s.get('steps')}>"
+
+    def load(self) -> Model:
+        """The run's model: charrnn.load(run.folder)."""
+        return load(self.folder)
+
+
+def train(corpus, out=None, *, callback=None, stop=None, handle_signals=False, dry_run=False,
+          meta=None, **options) -> Run:
+    """Train a model on `corpus` (a path, "-" for stdin, or a list of them) into the run
+    folder `out` (default checkpoints/<corpus>-<model>-<time>), as `charrnn train` does:
+    the same defaults (config.TRAIN_OPTIONS), the same planner for a `time=` budget, the
+    same checks, messages, files and, for the same seed and options, the same weights.
+
+    options: train's options by keyword, each as `charrnn train --OPTION` (docs/api.md):
+    model, hidden, layers, dropout, dropout_kind, wdrop, avg_decay, batch_size, seq_len,
+    optimizer, lr, schedule, warmup, min_lr, clip, steps, epochs, time ("5m" or seconds),
+    plan, pause_at, patience, eval_every, val_frac, resume (a checkpoint or run folder to
+    continue), seed, dtype, encoding, max_chars, max_stream_bytes, cache.
+
+    callback(kind, info): progress, in the training thread: "log" and "warning"
+    ({"message"}), then the loop's "start", "step", "eval" and "done" (training.run).
+    Without one, warnings go through warnings.warn. stop: a threading.Event, or a
+    callable returning true to stop; asked before every step, so another thread stops
+    the run, evaluated and saved (reason "stopped"). handle_signals: while the loop runs,
+    SIGINT and SIGTERM stop it the same way (reason "signal"), and the previous handlers
+    come back after; only from the main thread. Without it no signal handler is touched.
+    dry_run: check everything, read the corpus and plan, and return the Run with its
+    settings, writing nothing. meta: entries added to the checkpoints' metadata.
+
+    The kernel work runs inside kernels.denormals_flushed(). Raises UsageError (a bad
+    option), DataError (a corpus, checkpoint or run folder), DivergedError (a
+    non-finite loss: the last good checkpoints are kept)."""
+    import threading
+
+    from charrnn import options as O
+    opts = O.check_train(options)
+    if isinstance(corpus, (str, os.PathLike)):
+        corpus = [corpus]
+    paths = [os.fspath(c) for c in corpus]
+    if not paths:
+        raise UsageError("give at least one corpus file", "corpus")
+    if handle_signals and threading.current_thread() is not threading.main_thread():
+        raise UsageError("works only in the main thread, where Python runs signal handlers",
+                         "handle_signals")
+    if stop is not None and not callable(stop) and not hasattr(stop, "is_set"):
+        raise UsageError(f"{stop!r} is not a threading.Event or a callable", "stop")
+    should_stop = getattr(stop, "is_set", stop)
+    emit = callback or _warn_only
+    from charrnn.kernels import denormals_flushed
+    with denormals_flushed():
+        return _train(paths, out, opts, emit, should_stop, handle_signals, dry_run, meta or {})
+
+
+def _warn_only(kind, info):
+    if kind == "warning":
+        import warnings
+        warnings.warn(info["message"], stacklevel=4)
+
+
+def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta):
+    """charrnn.train's steps, in the order the command has always taken them: every
+    check that needs no corpus first, then the run folder is locked, then the corpus."""
+    import contextlib
+
+    from charrnn import __version__, runs
+    from charrnn import options as O
+    from charrnn.config import build_configs, run_bounds
+    ck, resume = None, o.get("resume")
+    if resume is not None:
+        from charrnn import checkpoint
+        resume = runs.checkpoint_path(resume, resume=True)
+        ck = checkpoint.load(resume)
+        mcfg, tcfg = build_configs(o, resume=ck)    # its option checks, before the corpus
+    steps, epochs, seconds = run_bounds(o, ck)
+    out = os.fspath(out) if out is not None else (
+        os.path.dirname(os.path.abspath(resume)) if ck is not None
+        else runs.default_run_dir(paths, o.get("model", "lstm")))
+    runs.guard_run_folder(out, resume, ck)
+    pause_at = O.pause_point(o.get("pause_at"), seconds is not None and steps is None and epochs is None)
+    # checked and locked before the corpus is read: a locked or unwritable folder fails at once
+    with contextlib.nullcontext() if dry_run else runs.lock_run_dir(out):
+        from charrnn.data import MAX_CHARS, MAX_STREAM_BYTES, fingerprint as data_fingerprint, read_corpus
+        data = read_corpus(paths, o.get("encoding", "utf-8"), ck.vocab if ck else None,
+                           o.get("max_chars") or MAX_CHARS, cache=o.get("cache", True) and not dry_run,
+                           warn=lambda m: emit("warning", {"message": m}),
+                           max_stream_bytes=o.get("max_stream_bytes") or MAX_STREAM_BYTES)
+        if len(data.vocab) < 2:
+            raise DataError(f"{', '.join(paths)}: only one distinct character; "
+                            f"there is nothing to learn")
+        fingerprint = data.fingerprint or data_fingerprint(data.ids)
+        plan = None
+        if ck is not None:
+            if "avg_decay" in o and o["avg_decay"] is not None and ck.avg is None:
+                emit("log", {"message": f"{resume} has no weight average: starting one from its "
+                                        f"weights at step {ck.train_state['step']:,} "
+                                        f"(decay {o['avg_decay']:g})"})
+            if ck.meta.get("fingerprint") not in (None, fingerprint):
+                raise DataError(f"{', '.join(paths)}: not the text this run was trained on "
+                                f"({len(data.ids):,} chars now, {ck.meta.get('corpus_chars', '?'):,} "
+                                f"then); resume with the same files, or start a new run")
+        else:
+            if seconds is not None and o.get("plan") is not False:
+                from charrnn.planner import plan_run
+                val_frac = o.get("val_frac", 0.1)
+                plan = plan_run(seconds, int((1.0 - val_frac) * len(data.ids)), len(data.vocab), o,
+                                dtype=o.get("dtype", "float32"),
+                                log=lambda m: emit("log", {"message": m}))
+            mcfg, tcfg = build_configs(o, len(data.vocab), plan.settings if plan else None)
+        meta = {"corpus": [os.path.basename(c) if c != "-" else "<stdin>" for c in paths],
+                "corpus_chars": int(len(data.ids)), "corpus_bytes": int(data.nbytes),
+                "fingerprint": fingerprint, "command": _call_text(paths, o),
+                "version": __version__, **extra_meta}
+        if plan is not None:
+            meta["plan"] = plan.to_dict()
+        settings = {"model": mcfg.to_dict(), "train": tcfg.to_dict(), "plan": meta.get("plan")}
+        if dry_run:
+            return Run(out, None, settings)
+        _check_memory(mcfg, tcfg)
+        from charrnn import training
+        trainer = training.Trainer(mcfg, tcfg, data.ids, data.vocab, meta, resume=ck)
+        if plan is not None:    # the time spent planning counts against the budget
+            seconds = max(1.0, seconds - plan.seconds_spent)
+        caught = {}
+        with _stop_signals(caught) if handle_signals else contextlib.nullcontext():
+            def asked():
+                return "signal" if caught else (should_stop is not None and should_stop())
+            try:
+                result = training.run(trainer, out, steps=steps, epochs=epochs, seconds=seconds,
+                                      eval_every=tcfg.eval_every, on_event=emit, pause_at=pause_at,
+                                      should_stop=asked)
+            except training.NonFiniteError as e:
+                from charrnn.errors import DivergedError
+                raise DivergedError(f"{e}; stopped without saving it, the last good checkpoints "
+                                    f"in {out} are kept (try a lower --lr or --clip)") from None
+    best = result["best_val"]
+    summary = {"steps": result["step"], "best_val": None if math.isinf(best) else best,
+               "last_val": result["last_val"], "elapsed": result["elapsed"],
+               "reason": result["reason"], "signal": caught.get("signal")}
+    return Run(out, summary, settings)
+
+
+def _call_text(paths, options) -> str:
+    """How the run was asked for, for the checkpoint's metadata (the command records its
+    command line instead)."""
+    args = [repr(paths[0] if len(paths) == 1 else paths)]
+    args += [f"{k}={v!r}" for k, v in options.items()]
+    return f"charrnn.train({', '.join(args)})"
+
+
+class _stop_signals:
+    """While training, SIGINT/SIGTERM only record themselves in caught["signal"]; the
+    loop then saves and returns. A second signal cannot interrupt the save. The
+    previous handlers come back on exit."""
+
+    def __init__(self, caught):
+        self.caught = caught
+
+    def __enter__(self):
+        import signal
+
+        def handler(signum, frame):
+            self.caught.setdefault("signal", signum)
+        self.old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def __exit__(self, *exc):
+        import signal
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def _check_memory(mcfg, tcfg):
+    """Refuse, before allocating, a model this machine's memory cannot hold."""
+    from charrnn import model as M
+    from charrnn.checkpoint import OPTIM_SLOTS
+    need = M.training_bytes(mcfg, tcfg.seq_len, tcfg.batch_size, tcfg.dtype, len(OPTIM_SLOTS[tcfg.optimizer]))
+    have = M.available_bytes()
+    if have is not None and need > have:
+        raise DataError(f"this model needs about {need / 2**30:.1f} GiB to train "
+                        f"({M.num_params(mcfg):,} parameters, B={tcfg.batch_size} T={tcfg.seq_len}), "
+                        f"and {have / 2**30:.1f} GiB is available: lower --hidden, --layers or --batch-size")

@@ -1,4 +1,7 @@
-"""Frozen configuration records, convertible to and from plain dicts (stored as JSON)."""
+"""Frozen configuration records, convertible to and from plain dicts (stored as JSON);
+the one table of train's options and defaults (TRAIN_OPTIONS), shared by the command,
+the API and the benchmarks; and build_configs, the pure translation from options to
+the records. Imports nothing heavy."""
 from dataclasses import asdict, dataclass, fields
 
 CELLS = ("rnn", "lstm", "gru")
@@ -21,18 +24,128 @@ DEFAULT_SCHEDULE = {"adagrad": "wsd", "adam": "wsd", "rmsprop": "wsd", "sgd": "w
 DEFAULT_WARMUP = 100        # steps: without it Adagrad sat on the unigram plateau 230-400 steps
 DEFAULT_PATIENCE = 5        # evaluations without a new best
 DEFAULT_AVG_DECAY = None    # the weight average (docs/quality.md)
+DEFAULT_STEPS = 3000        # a run given none of steps, epochs, time
+MIN_SECONDS = 5.0           # a time budget below this cannot load the kernels and train
+
+# Every option of `charrnn train` and `charrnn.train()` with its default: the one table
+# that the command's options (and --help), the API and build_configs read. None: not set,
+# or derived from others when the run is built (build_configs): lr and schedule from the
+# optimizer (DEFAULT_LR, DEFAULT_SCHEDULE), min_lr = lr / 10, steps DEFAULT_STEPS unless
+# epochs or time; a planned (time) run takes the planner's settings for what is not given.
+TRAIN_OPTIONS = {
+    # the network
+    "model": "lstm", "hidden": 256, "layers": 2, "dropout": 0.0, "dropout_kind": "locked",
+    "wdrop": 0.0,
+    # how it trains
+    "avg_decay": DEFAULT_AVG_DECAY, "batch_size": 32, "seq_len": 64, "optimizer": "adagrad",
+    "lr": None, "schedule": None, "warmup": float(DEFAULT_WARMUP), "min_lr": None, "clip": 5.0,
+    # for how long
+    "steps": None, "epochs": None, "time": None, "plan": None, "pause_at": None,
+    "patience": DEFAULT_PATIENCE, "eval_every": 200, "val_frac": 0.1,
+    # the run and its text
+    "resume": None, "seed": 1234, "dtype": "float32", "encoding": "utf-8",
+    "max_chars": 4_000_000_000, "max_stream_bytes": None, "cache": True,
+}
+# the options a checkpoint fixes: resuming with another value is refused
+ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dropout_kind", "wdrop", "dtype", "batch_size",
+                "seq_len", "optimizer", "val_frac", "seed")
+# the options a resumed run may change (besides its bound, lr and eval_every)
+RESUME_OPTIONS = ("schedule", "warmup", "min_lr", "clip", "patience", "avg_decay")
 
 
 def train_defaults() -> tuple[dict, dict]:
-    """(model fields, training fields) of `charrnn train` with every default: one
-    place for the CLI and the benchmarks."""
-    model = {"model": "lstm", "hidden": 256, "layers": 2, "dropout": 0.0, "dropout_kind": "locked",
-             "wdrop": 0.0}
-    train = {"batch_size": 32, "seq_len": 64, "optimizer": "adagrad", "lr": DEFAULT_LR["adagrad"],
-             "clip": 5.0, "schedule": DEFAULT_SCHEDULE["adagrad"], "warmup": float(DEFAULT_WARMUP),
-             "min_lr": DEFAULT_LR["adagrad"] / 10, "patience": DEFAULT_PATIENCE,
-             "avg_decay": DEFAULT_AVG_DECAY}
+    """(model fields, training fields) of a run of `charrnn train` (or charrnn.train())
+    given no options, from TRAIN_OPTIONS with the derived values filled in: for the
+    benchmarks and tests that build a Trainer directly."""
+    d = TRAIN_OPTIONS
+    lr = DEFAULT_LR[d["optimizer"]]
+    model = {k: d[k] for k in ("model", "hidden", "layers", "dropout", "dropout_kind", "wdrop")}
+    train = {"batch_size": d["batch_size"], "seq_len": d["seq_len"], "optimizer": d["optimizer"],
+             "lr": lr, "clip": d["clip"], "schedule": DEFAULT_SCHEDULE[d["optimizer"]],
+             "warmup": d["warmup"], "min_lr": lr / 10, "patience": d["patience"],
+             "avg_decay": d["avg_decay"]}
     return model, train
+
+
+def run_bounds(options: dict, resume=None) -> tuple:
+    """(steps, epochs, seconds) of a run: the one of them given, else a resumed run's
+    own bound (the same final step or epoch, or what is left of its time budget), else
+    DEFAULT_STEPS. Raises UsageError when a resumed run has used its whole budget."""
+    steps, epochs, seconds = (options.get(k) for k in ("steps", "epochs", "time"))
+    if steps is not None or epochs is not None or seconds is not None:
+        return steps, epochs, seconds
+    if resume is None:
+        return DEFAULT_STEPS, None, None
+    t, ts = resume.train_cfg, resume.train_state
+    horizon = ts.get("horizon") or {}
+    if "seconds" in horizon:
+        left = horizon["seconds"] - ts.get("elapsed", 0.0)
+        if left <= 0:
+            from charrnn.errors import UsageError
+            raise UsageError(f"this run used its whole --time budget ({horizon['seconds']:.0f} s); "
+                             f"give --time, --steps or --epochs to train further")
+        return None, None, left
+    if t.epochs is not None:
+        return None, t.epochs, None
+    return t.steps or DEFAULT_STEPS, None, None
+
+
+def build_configs(options: dict, vocab_size: int | None = None, plan: dict | None = None,
+                  resume=None) -> tuple["ModelConfig", "TrainConfig"]:
+    """The configurations of a run from the caller's options: a pure function.
+
+    options: the options given (keywords of TRAIN_OPTIONS, values checked by
+    options.check_train); what is not given takes its default, from TRAIN_OPTIONS or
+    derived. vocab_size: the corpus's (a fresh run). plan: a planner's settings
+    (planner.Plan.settings), used where the options are silent. resume: the
+    checkpoint.Checkpoint a run continues: its model and settings are kept, except
+    what RESUME_OPTIONS, lr, eval_every and the bound change. TrainConfig's steps,
+    epochs and time are the run's bound (run_bounds). Raises UsageError for a
+    combination the run cannot have."""
+    from charrnn.errors import UsageError
+    o = options
+    if resume is not None:
+        saved = {**resume.model_cfg.to_dict(), **resume.train_cfg.to_dict()}
+        clash = [k for k in ARCH_OPTIONS if k in o and saved.get(k) != o[k]]
+        if clash:
+            raise UsageError(f"--resume keeps the checkpoint's settings; drop "
+                             f"{', '.join('--' + k.replace('_', '-') for k in clash)}")
+        if o.get("plan"):
+            raise UsageError("--plan chooses a new model; it cannot be used with --resume")
+        old = resume.train_cfg
+        floor = o["min_lr"] if o.get("min_lr") is not None else old.min_lr
+        if o.get("lr") is not None and floor > o["lr"]:   # the schedule would decay upwards
+            raise UsageError(f"{o['lr']:g} is below the run's --min-lr {floor:g}; give a lower "
+                             f"--min-lr too", "lr")
+        steps, epochs, seconds = run_bounds(o, resume)
+        keep = {k: o[k] for k in RESUME_OPTIONS if k in o}
+        tcfg = TrainConfig(**{**old.to_dict(), "steps": steps, "epochs": epochs, "time": seconds,
+                              "lr": o["lr"] if o.get("lr") is not None else old.lr,
+                              "eval_every": o.get("eval_every", old.eval_every), **keep})
+        return resume.model_cfg, tcfg
+    steps, epochs, seconds = run_bounds(o)
+    chosen = {**(plan or {}), **o}
+
+    def pick(k):
+        return chosen[k] if k in chosen else TRAIN_OPTIONS[k]
+    optimizer = pick("optimizer")
+    lr = pick("lr") or DEFAULT_LR[optimizer]
+    # a short step-bound run warms up over at most a tenth of it, unless told otherwise
+    warmup = pick("warmup") if "warmup" in chosen or steps is None else \
+        float(min(TRAIN_OPTIONS["warmup"], max(1, steps // 10)))
+    mcfg = ModelConfig(model=pick("model"), hidden=pick("hidden"), layers=pick("layers"),
+                       vocab_size=vocab_size, dropout=pick("dropout"),
+                       dropout_kind=pick("dropout_kind"), wdrop=pick("wdrop"))
+    tcfg = TrainConfig(batch_size=pick("batch_size"), seq_len=pick("seq_len"), optimizer=optimizer,
+                       lr=lr, clip=pick("clip"), steps=steps, epochs=epochs, time=seconds,
+                       eval_every=pick("eval_every"), val_frac=pick("val_frac"), seed=pick("seed"),
+                       dtype=pick("dtype"), warmup=warmup,
+                       schedule=pick("schedule") or DEFAULT_SCHEDULE[optimizer],
+                       min_lr=pick("min_lr") if pick("min_lr") is not None else lr / 10,
+                       patience=pick("patience"), avg_decay=pick("avg_decay"))
+    if tcfg.min_lr > tcfg.lr:
+        raise UsageError(f"{tcfg.min_lr:g} is above the learning rate {tcfg.lr:g}", "min_lr")
+    return mcfg, tcfg
 
 
 @dataclass(frozen=True)
@@ -61,7 +174,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a run trains; the stopping bounds (steps/epochs/time) may change on resume."""
+    """How a run trains; the stopping bounds (steps/epochs/time) may change on resume.
+
+    The defaults of schedule, warmup, min_lr, patience and avg_decay are what a
+    version-1 checkpoint, whose config lacks them, trained with (from_dict fills them
+    in): they are not train's defaults. A run built from options (charrnn train,
+    charrnn.train()) gets those from TRAIN_OPTIONS through build_configs."""
 
     batch_size: int = 32
     seq_len: int = 64

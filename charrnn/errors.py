@@ -5,8 +5,9 @@
     +-- UsageError          a bad argument or option value (also a ValueError);
     |                       the command exits with status 2
     +-- DataError           bad or missing data: a corpus, a checkpoint, a run
-        |                   folder, a file that cannot be written; status 1
-        +-- checkpoint.CheckpointError, data.CorpusError, export.ExportError
+    |   |                   folder, a file that cannot be written; status 1
+    |   +-- checkpoint.CheckpointError, data.CorpusError, export.ExportError
+    +-- DivergedError       training met a non-finite loss or gradient; status 3
 
 `exit_code` on each class is the status the command line exits with; cli.main
 maps the base class to it in one place.
@@ -34,3 +35,9 @@ class UsageError(CharrnnError, ValueError):
 class DataError(CharrnnError):
     """Bad or missing data: a corpus, a checkpoint, a run folder, a file."""
     exit_code = 1
+
+
+class DivergedError(CharrnnError):
+    """Training met a non-finite loss or gradient and stopped without saving that
+    step; the run folder keeps its last good checkpoints."""
+    exit_code = 3

@@ -298,16 +298,16 @@ def available_bytes() -> int | None:
     return None
 
 
-def loss_sum(cfg, p, ws, streams, dtype, losses_out=None, stop=None) -> float:
+def loss_sum(cfg, p, ws, streams, dtype, losses_out=None, should_stop=None) -> float:
     """Summed loss of predicting streams[:, 1:] from streams[:, :-1], state carried
     through chunks of ws.T steps from a zero state. streams (E, N) ints.
     With losses_out (E, N-1) float64 given, it receives each position's loss.
-    Returns early (a partial sum) once the dict `stop` holds "signal"."""
+    Returns early (a partial sum) once should_stop() is true (asked every chunk)."""
     E, N = streams.shape
     state = State(cfg, E, dtype)
     total = 0.0
     for a in range(0, N - 1, ws.T):
-        if stop is not None and "signal" in stop:
+        if should_stop is not None and should_stop():
             break
         b = min(a + ws.T, N - 1)
         x = np.ascontiguousarray(streams[:, a:b].T, dtype=np.int32)

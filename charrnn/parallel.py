@@ -101,12 +101,13 @@ class DataParallel:
         return total
 
 
-def sharded_loss_sum(cfg, p, wss, streams, bounds, dtype, stop=None) -> float:
+def sharded_loss_sum(cfg, p, wss, streams, bounds, dtype, should_stop=None) -> float:
     """model.loss_sum over the streams (E, N) split at `bounds` [(lo, hi)], one
-    shard per thread with single-threaded products, each with its Workspace in wss."""
+    shard per thread with single-threaded products, each with its Workspace in wss.
+    should_stop is asked from every shard's thread."""
     def run(k):
         lo, hi = bounds[k]
-        return M.loss_sum(cfg, p, wss[k], streams[lo:hi], dtype, stop=stop)
+        return M.loss_sum(cfg, p, wss[k], streams[lo:hi], dtype, should_stop=should_stop)
 
     with ThreadPoolExecutor(len(bounds) - 1, initializer=_worker_init) as pool:
         with blas.one_thread_products():

@@ -104,6 +104,30 @@ def lock_run_dir(path):
                 pass
 
 
+def guard_run_folder(out, resume, ck):
+    """Never lose a run: a fresh run (ck None) may not write into a folder holding one,
+    and a run resumed from another checkpoint than the folder's latest.npz (its
+    best.npz, say) may not overwrite a newer latest.npz there. Raises DataError."""
+    latest = os.path.join(out, "latest.npz")
+    if ck is None:
+        found = [n for n in ("latest.npz", "best.npz") if os.path.exists(os.path.join(out, n))]
+        if found:
+            raise DataError(f"{out}: already holds a run ({found[0]}); continue it with "
+                            f"--resume {out}, or choose another --out")
+        return
+    if os.path.abspath(resume) == os.path.abspath(latest) or not os.path.isfile(latest):
+        return
+    from charrnn.checkpoint import CheckpointError, load
+    try:
+        theirs = load(latest).train_state["step"]
+    except CheckpointError:
+        theirs = None
+    if theirs is None or theirs > ck.train_state["step"]:
+        raise DataError(f"{latest} is newer (step {theirs}) than {resume} (step "
+                        f"{ck.train_state['step']}); resuming here would overwrite it: give --out "
+                        f"NEW_FOLDER to branch off from {os.path.basename(resume)}")
+
+
 def write_status(folder, status: dict):
     """status.json in a run folder: how the last `train` on it ended, replaced whole
     (fileio.atomic_write; its temporary, .tmp-*.json, is one that

@@ -3,14 +3,14 @@
 `Trainer` holds the whole training state (weights, optimizer state, carried
 hidden state, stream position, random generator, counters), so that a checkpoint
 of it resumes bit for bit. `run` drives it and reports through `on_event(kind,
-info)`, so the CLI decides how progress looks (minGPT's callback).
+info)`, so the caller decides how progress looks (minGPT's callback), and stops
+when `should_stop()` says so: the loop installs no signal handler (the caller
+may: api.train(handle_signals=True), which the command asks for).
 """
 import json
 import math
 import os
-import signal
 import time
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from charrnn.kernels import blas
 from charrnn.kernels import optim as O
 
 EVAL_CHUNK = 256
-_INTERRUPTED = object()     # evaluate()'s result when a stop signal cut it short
+_INTERRUPTED = object()     # evaluate()'s result when should_stop() cut it short
 
 
 class NonFiniteError(Exception):
@@ -159,10 +159,10 @@ class Trainer:
         else:
             O.sgd(w, g, lr, scale)
 
-    def evaluate(self, stop=None):
+    def evaluate(self, should_stop=None):
         """Mean loss (nats/char) over the whole validation split, state carried
         through contiguous streams; None without a validation split; _INTERRUPTED
-        if stop (a dict) gets a "signal" key meanwhile (checked every chunk).
+        if should_stop() turns true meanwhile (asked every chunk).
         With data-parallel steps the streams are split across the same threads
         (each stream's losses are the same; only the order of the sum differs)."""
         if len(self.val_ids) < 2:
@@ -176,11 +176,14 @@ class Trainer:
                              [M.Workspace(self.mcfg, EVAL_CHUNK, hi - lo, self.dtype, train=False)
                               for lo, hi in zip(cut[:-1], cut[1:])])
         _, bounds, wss = self._eval_ws
+        stopped = _Latch(should_stop)
         if n == 1:
-            total = M.loss_sum(self.mcfg, self.eval_p, wss[0], streams, self.dtype, stop=stop)
+            total = M.loss_sum(self.mcfg, self.eval_p, wss[0], streams, self.dtype,
+                               should_stop=stopped)
         else:
-            total = P.sharded_loss_sum(self.mcfg, self.eval_p, wss, streams, bounds, self.dtype, stop)
-        if stop is not None and "signal" in stop:
+            total = P.sharded_loss_sum(self.mcfg, self.eval_p, wss, streams, bounds, self.dtype,
+                                       stopped)
+        if stopped.reason:
             return _INTERRUPTED
         return total / (E * (N - 1))
 
@@ -194,31 +197,34 @@ class Trainer:
                             self.state.h, self.state.c, ts, self.meta, avg=self.avg)
 
 
+class _Latch:
+    """should_stop() asked until it first says stop, then remembered: a loop and its
+    evaluation see one answer. `reason`: None, or why ("stopped", or the str that
+    should_stop returned)."""
+
+    def __init__(self, should_stop):
+        self.should_stop, self.reason = should_stop, None
+
+    def __call__(self):
+        if self.reason is None and self.should_stop is not None:
+            said = self.should_stop()
+            if said:
+                self.reason = said if isinstance(said, str) else "stopped"
+        return self.reason is not None
+
+
 def _test_seam_hold(step, out_dir, stop):
     """Tests set CHARRNN_TEST_HOLD_AT_STEP=<step>[:<text in the run folder's path>] to
-    hold a run, saved, at that step until a stop signal arrives: a test that interrupts
-    a run mid-way then never races it to the end. Does nothing when unset."""
+    hold a run, saved, at that step until it is told to stop (a stop signal, in the
+    command): a test that interrupts a run mid-way then never races it to the end.
+    Does nothing when unset."""
     hold = os.environ.get("CHARRNN_TEST_HOLD_AT_STEP")
     if not hold:
         return
     at, _, where = hold.partition(":")
     if step == int(at) and where in str(out_dir):
-        while "signal" not in stop:
+        while not stop():
             time.sleep(0.02)
-
-
-@contextmanager
-def catch_stop_signals(stop: dict):
-    """While training, SIGINT/SIGTERM only record themselves in stop['signal'];
-    the loop then saves and returns. A second signal cannot interrupt the save."""
-    def handler(signum, frame):
-        stop.setdefault("signal", signum)
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def total_steps(trainer: Trainer, steps=None, epochs=None) -> int | None:
@@ -232,12 +238,18 @@ def total_steps(trainer: Trainer, steps=None, epochs=None) -> int | None:
 
 
 def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
-        eval_every=200, on_event=lambda kind, info: None, log_every=None, pause_at=None) -> dict:
+        eval_every=200, on_event=lambda kind, info: None, log_every=None, pause_at=None,
+        should_stop=None) -> dict:
     """Train until the step/epoch/time bound, early stopping (tcfg.patience
-    evaluations without a new best) or a stop signal; evaluate every `eval_every`
+    evaluations without a new best) or should_stop(); evaluate every `eval_every`
     steps, save latest.npz / best.npz and append to log.jsonl. The result's
-    "reason" says which ended the run: "steps", "time", "patience", "signal" or
-    "paused".
+    "reason" says which ended the run: "steps", "time", "patience", "paused", or
+    the stop: "stopped", or the str should_stop() returned ("signal" from the
+    command's handlers).
+
+    should_stop: a callable asked before every step and between the chunks of an
+    evaluation, from this thread; truthy stops the run, saved (a threading.Event's
+    is_set, from another thread). The loop changes no signal handler.
 
     pause_at: stop early, evaluated and saved, at this step (a step- or epoch-bound
     run) or at this many seconds of training (a time-bound run), with the schedule's
@@ -255,7 +267,7 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
         {"seconds": trainer.elapsed + seconds} if seconds is not None else None
     patience = trainer.tcfg.patience
     log_every = log_every or max(1, min(50, eval_every // 4))
-    stop: dict = {}
+    stop = _Latch(should_stop)
     log_path = os.path.join(out_dir, "log.jsonl")
     window_t, window_chars = time.perf_counter(), 0
     cps = 0.0
@@ -275,61 +287,60 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    with catch_stop_signals(stop):
-        while True:
-            now = time.perf_counter()
-            if final is not None and trainer.step >= final:
-                reason = "steps"
-            elif seconds is not None and now - t_start >= seconds:
-                reason = "time"
-            elif patience is not None and trainer.since_best >= patience:
-                reason = "patience"
-            elif "signal" in stop:
-                reason = "signal"
-            elif at_pause():
-                reason = "paused"
-            if reason is not None:
+    while True:
+        now = time.perf_counter()
+        if final is not None and trainer.step >= final:
+            reason = "steps"
+        elif seconds is not None and now - t_start >= seconds:
+            reason = "time"
+        elif patience is not None and trainer.since_best >= patience:
+            reason = "patience"
+        elif stop():
+            reason = stop.reason
+        elif at_pause():
+            reason = "paused"
+        if reason is not None:
+            break
+        lr = trainer.lr
+        loss = trainer.train_step()
+        trainer.elapsed = elapsed0 + (time.perf_counter() - t_start)
+        smooth = trainer.smooth     # training state: a resumed run's log continues it
+        window_chars += trainer.tcfg.batch_size * trainer.tcfg.seq_len
+        dt = time.perf_counter() - window_t
+        if dt > 1.0:
+            cps, window_t, window_chars = window_chars / dt, time.perf_counter(), 0
+        info = {"step": trainer.step, "final_step": final, "loss": loss, "smooth": smooth,
+                "cps": cps, "elapsed": trainer.elapsed, "epoch": trainer.epoch, "lr": lr,
+                "run_seconds": time.perf_counter() - t_start, "seconds": seconds}
+        on_event("step", info)
+        is_eval = eval_every > 0 and trainer.step % eval_every == 0
+        done = (final is not None and trainer.step >= final) or at_pause()
+        if is_eval or done:
+            val = trainer.evaluate(stop)
+            if val is _INTERRUPTED:
+                reason = stop.reason
                 break
-            lr = trainer.lr
-            loss = trainer.train_step()
-            trainer.elapsed = elapsed0 + (time.perf_counter() - t_start)
-            smooth = trainer.smooth     # training state: a resumed run's log continues it
-            window_chars += trainer.tcfg.batch_size * trainer.tcfg.seq_len
-            dt = time.perf_counter() - window_t
-            if dt > 1.0:
-                cps, window_t, window_chars = window_chars / dt, time.perf_counter(), 0
-            info = {"step": trainer.step, "final_step": final, "loss": loss, "smooth": smooth,
-                    "cps": cps, "elapsed": trainer.elapsed, "epoch": trainer.epoch, "lr": lr,
-                    "run_seconds": time.perf_counter() - t_start, "seconds": seconds}
-            on_event("step", info)
-            is_eval = eval_every > 0 and trainer.step % eval_every == 0
-            done = (final is not None and trainer.step >= final) or at_pause()
-            if is_eval or done:
-                val = trainer.evaluate(stop)
-                if val is _INTERRUPTED:
-                    reason = "signal"
-                    break
-                trainer.last_val = val
-                improved = val is None or val < trainer.best_val
-                if val is not None and improved:
-                    trainer.best_val = val
-                trainer.since_best = 0 if improved else trainer.since_best + 1
-                save(best=improved)
-                saved_step = trainer.step
-                _test_seam_hold(trainer.step, out_dir, stop)
-                on_event("eval", {**info, "val_loss": val, "best": improved, "trainer": trainer})
-            if is_eval or done or trainer.step % log_every == 0:
-                log({"step": trainer.step, "train_loss": smooth,
-                     "val_loss": trainer.last_val if (is_eval or done) else None,
-                     "lr": lr, "chars_per_sec": cps, "elapsed": round(trainer.elapsed, 3)})
-        if saved_step != trainer.step:
-            save(best=not os.path.exists(os.path.join(out_dir, "best.npz")))
-        # why and where this invocation ended (a sweep reads it)
-        runs.write_status(out_dir, {"end": reason, "step": trainer.step,
-                                    "elapsed": round(trainer.elapsed, 3),
-                                    "best_val": None if math.isinf(trainer.best_val) else trainer.best_val})
+            trainer.last_val = val
+            improved = val is None or val < trainer.best_val
+            if val is not None and improved:
+                trainer.best_val = val
+            trainer.since_best = 0 if improved else trainer.since_best + 1
+            save(best=improved)
+            saved_step = trainer.step
+            _test_seam_hold(trainer.step, out_dir, stop)
+            on_event("eval", {**info, "val_loss": val, "best": improved, "trainer": trainer})
+        if is_eval or done or trainer.step % log_every == 0:
+            log({"step": trainer.step, "train_loss": smooth,
+                 "val_loss": trainer.last_val if (is_eval or done) else None,
+                 "lr": lr, "chars_per_sec": cps, "elapsed": round(trainer.elapsed, 3)})
+    if saved_step != trainer.step:
+        save(best=not os.path.exists(os.path.join(out_dir, "best.npz")))
+    # why and where this invocation ended (a sweep reads it)
+    runs.write_status(out_dir, {"end": reason, "step": trainer.step,
+                                "elapsed": round(trainer.elapsed, 3),
+                                "best_val": None if math.isinf(trainer.best_val) else trainer.best_val})
     result = {"step": trainer.step, "best_val": trainer.best_val, "last_val": trainer.last_val,
-              "elapsed": trainer.elapsed, "signal": stop.get("signal"), "out_dir": out_dir,
+              "elapsed": trainer.elapsed, "out_dir": out_dir,
               "reason": reason, "patience": patience}
     on_event("done", result)
     return result

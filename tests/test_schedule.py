@@ -120,7 +120,7 @@ def test_resume_mid_schedule_is_bit_identical(tmp_path, bundled_text):
     whole = _trainer(tmp_path, text)
     run(whole, str(tmp_path / "a"), steps=30, eval_every=10)
     part = _trainer(tmp_path, text)
-    run(part, str(tmp_path / "b"), steps=30, eval_every=10, on_event=_stop_at(13))
+    run(part, str(tmp_path / "b"), steps=30, eval_every=10, **_stop_at(13))
     assert part.step == 13
     ck = C.load(str(tmp_path / "b" / "latest.npz"))
     assert ck.train_state["horizon"] == {"steps": 30}
@@ -137,13 +137,13 @@ def test_resume_mid_schedule_is_bit_identical(tmp_path, bundled_text):
 
 
 def _stop_at(step):
-    import os
-    import signal
+    """run()'s on_event and should_stop that stop it after `step`, as Ctrl-C would."""
+    stop = []
 
     def on_event(kind, info):
         if kind == "step" and info["step"] == step:
-            os.kill(os.getpid(), signal.SIGINT)
-    return on_event
+            stop.append(True)
+    return {"on_event": on_event, "should_stop": lambda: bool(stop)}
 
 
 def test_early_stopping_on_a_crafted_plateau(tmp_path, bundled_text, monkeypatch):

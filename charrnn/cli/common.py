@@ -1,7 +1,11 @@
-"""What the commands share: errors, checkpoint and corpus helpers, option types."""
-import math
+"""What the commands share: errors, checkpoint and corpus helpers, option types (whose
+checks and messages are the library's: charrnn.options)."""
+import contextlib
 
 import click
+
+from charrnn import options as O
+from charrnn.errors import UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -11,14 +15,37 @@ class DataError(click.ClickException):
     exit_code = 1
 
 
-class StopTraining(click.ClickException):
-    def __init__(self, message, code):
-        super().__init__(message)
-        self.exit_code = code
-
-
 def err(message: str):
     click.echo(f"error: {message}", err=True)
+
+
+def usage_error(e: UsageError) -> click.UsageError:
+    """The library's UsageError as the command reports it: naming its option (--min-lr)."""
+    if e.param is None:
+        return click.UsageError(e.message)
+    return click.BadParameter(e.message, param_hint="--" + e.param.replace("_", "-"))
+
+
+@contextlib.contextmanager
+def api_usage_errors():
+    """Report the API's usage errors as this command's (exit 2, naming the option)."""
+    try:
+        yield
+    except UsageError as e:
+        raise usage_error(e) from None
+
+
+class _Checked(click.ParamType):
+    """A Click type whose check is a parser of charrnn.options: the same words either way."""
+
+    def parse(self, value):
+        raise NotImplementedError
+
+    def convert(self, value, param, ctx):
+        try:
+            return self.parse(value)
+        except UsageError as e:
+            self.fail(e.message, param, ctx)
 
 
 def resolve_checkpoint(path, prefer="best.npz"):
@@ -61,84 +88,36 @@ def read_corpus(paths, encoding, vocab=None, max_chars=None, cache=False, max_st
 
 def finite_float(lo=None, lo_open=False):
     """A float option that rejects nan/inf and (optionally) values below lo."""
-    class FiniteFloat(click.ParamType):
+    class FiniteFloat(_Checked):
         name = "float"
 
-        def convert(self, value, param, ctx):
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                self.fail(f"{value!r} is not a number", param, ctx)
-            if not math.isfinite(v):
-                self.fail(f"{value!r} is not a finite number", param, ctx)
-            if lo is not None and (v < lo or (lo_open and v == lo)):
-                self.fail(f"{value} must be {'>' if lo_open else '>='} {lo}", param, ctx)
-            return v
+        def parse(self, value):
+            return O.finite_float(value, lo, lo_open)
     return FiniteFloat()
 
 
-class Duration(click.ParamType):
+class Duration(_Checked):
     """Seconds, from 90, 90s, 20m, 1h30m (schedule.parse_duration)."""
     name = "duration"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        from charrnn.schedule import parse_duration
-        try:
-            return parse_duration(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
+    parse = staticmethod(O.duration)
 
 
-class Warmup(click.ParamType):
+class Warmup(_Checked):
     """Warm-up: a whole number of steps (>= 1), or a fraction of the run in [0, 1)."""
     name = "steps|fraction"
-
-    def convert(self, value, param, ctx):
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a step count or a fraction", param, ctx)
-        if not math.isfinite(v) or v < 0 or (v >= 1 and v != int(v)):
-            self.fail(f"{value!r}: give a whole number of steps, or a fraction in [0, 1)", param, ctx)
-        return v
+    parse = staticmethod(O.warmup)
 
 
-class Patience(click.ParamType):
+class Patience(_Checked):
     """A count of evaluations >= 1, or 'off'."""
     name = "K|off"
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, int):
-            return value
-        if str(value).lower() in ("off", "none"):
-            return None
-        try:
-            v = int(value)
-        except ValueError:
-            self.fail(f"{value!r} is not a number of evaluations (or 'off')", param, ctx)
-        if v < 1:
-            self.fail(f"{v} must be at least 1 (or 'off' to never stop early)", param, ctx)
-        return v
+    parse = staticmethod(O.patience)
 
 
-class AvgDecay(click.ParamType):
+class AvgDecay(_Checked):
     """The weight average's decay, in (0, 1), or 'off'."""
     name = "DECAY|off"
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, float):
-            return value
-        if str(value).lower() in ("off", "none", "0"):
-            return None
-        try:
-            v = float(value)
-        except ValueError:
-            self.fail(f"{value!r} is not a decay in (0, 1) (or 'off')", param, ctx)
-        if not 0 < v < 1:
-            self.fail(f"{value} is not in (0, 1): a decay such as 0.999 (or 'off')", param, ctx)
-        return v
+    parse = staticmethod(O.avg_decay)
 
 
 def checkpoint_option(f):
@@ -147,23 +126,10 @@ def checkpoint_option(f):
                              "[default: the newest under ./checkpoints/]")(f)
 
 
-class ByteSize(click.ParamType):
+class ByteSize(_Checked):
     """A number of bytes: 500000000, 500M, 2G (K, M, G, T: powers of 1024)."""
     name = "bytes"
-    UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-        unit = text[-1:] if text[-1:] in self.UNITS else ""
-        try:
-            n = float(text[:len(text) - len(unit)])
-        except ValueError:
-            self.fail(f"{value!r} is not a size: give bytes, or 500M, 2G", param, ctx)
-        if not math.isfinite(n) or n * self.UNITS[unit] < 1:
-            self.fail(f"{value!r} is not a size of at least one byte", param, ctx)
-        return int(n * self.UNITS[unit])
+    parse = staticmethod(O.byte_size)
 
 
 STREAM_LIMIT_KEY = "charrnn.max_stream_bytes"

@@ -121,6 +121,7 @@ def summary(result, out_dir, interrupted=False, corpus="CORPUS") -> str:
            "time": "used the time budget",
            "patience": f"early stop: no new best in {result.get('patience')} evaluations",
            "signal": "interrupted",
+           "stopped": "stopped",
            "paused": "paused by --pause-at"}.get(result.get("reason"), "")
     lines = [("stopped" if interrupted else "done") + f" at step {result['step']} after "
              f"{fmt_time(result['elapsed'])}" + (f" ({why})" if why else "")]

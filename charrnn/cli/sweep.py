@@ -9,10 +9,10 @@ from charrnn.cli.common import CONTEXT, DataError, Duration, read_corpus
 from charrnn.cli.train import train as _train
 
 # train's options that a sweep sets itself, for each trial: never given to a sweep
-SWEEP_SETS = {"corpus", "out", "resume", "steps", "epochs", "seconds", "pause_at", "dry_run",
-              "use_plan", "quiet", "preview", "threads"}
+SWEEP_SETS = {"corpus", "out", "resume", "steps", "epochs", "time", "pause_at", "dry_run",
+              "plan", "quiet", "preview", "threads"}
 # train's options that are no hyper-parameter: a sweep takes them as fixed values only
-NEVER_GRIDDED = {"encoding", "max_chars", "max_stream_bytes", "val_frac", "use_cache"}
+NEVER_GRIDDED = {"encoding", "max_chars", "max_stream_bytes", "val_frac", "cache"}
 
 
 class _AsGiven(click.ParamType):
@@ -290,14 +290,19 @@ def _record(t, future, rung):
 def _check_trial(paths, settings, fixed, bound, budget, label):
     """A trial's train options (its settings and the fixed ones), parsed and checked as
     train would, before any trial runs; a usage error starts with `label`."""
+    from charrnn.cli.common import usage_error
+    from charrnn.cli.train import given_options
+    from charrnn.errors import UsageError
+    from charrnn.options import check_train
     from charrnn.sweep import sweep as S
-    from charrnn.cli.train import _check_train_options
     argv = [*paths, *S.settings_argv(settings), *fixed]
     argv += ["--steps", str(budget)] if bound == "steps" else ["--time", f"{budget:g}s"]
     try:
         ctx = _train.make_context("train", argv, resilient_parsing=False)
-        given = lambda name: ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE  # noqa: E731
-        _check_train_options(given, ctx.params)
+        try:
+            check_train(given_options(ctx, ctx.params))
+        except UsageError as e:
+            raise usage_error(e) from None
     except click.UsageError as e:      # BadParameter included
         raise click.UsageError(f"{label}{e.format_message()}") from None
 
