@@ -126,7 +126,7 @@ def test_cache_command_lists_and_clears(corpus, tmp_path):
     assert run_cli("train", corpus, "--out", tmp_path / "r", *TINY, "--steps", "2", env=env).returncode == 0
     lines = run_cli("cache", env=env).stdout.decode().splitlines()
     assert lines[0].split("\t")[:2] == ["corpus", "chars"]
-    assert lines[1].split("\t")[:2] == [str(corpus.resolve()), "30,000"]
+    assert lines[1].split("\t")[:2] == [str(corpus.resolve()), "30000"]   # TSV: plain numbers
     r = run_cli("cache", "--clear", env=env)
     assert r.returncode == 0 and b"removed" in r.stderr and not list((tmp_path / "cache").iterdir())
 

@@ -143,7 +143,9 @@ def test_out_folder_that_is_a_file(corpus, tmp_path):
 
 def test_second_trainer_on_same_folder_refused(corpus, tmp_path):
     out = tmp_path / "run"
-    p = start_train(corpus, out, "--steps", "100000", "--eval-every", "50")
+    # held, saved, at step 50 until killed: it cannot end (early stopping took 1.3 s) first
+    p = start_train(corpus, out, "--steps", "100000", "--eval-every", "50",
+                    env={"CHARRNN_TEST_HOLD_AT_STEP": "50"})
     try:
         wait_for(out / "latest.npz")
         r = run_cli("train", corpus, "--resume", out, "--steps", "5")
