@@ -26,12 +26,12 @@ ever sees the old file or the new one.
 import json
 import math
 import os
-import tempfile
 import time
 import zipfile
 
 import numpy as np
 
+from charrnn import fileio
 from charrnn import model as M
 from charrnn.config import CELLS, DROPOUT_KINDS, OPTIMIZERS, SCHEDULES, ModelConfig, TrainConfig
 from charrnn.errors import DataError
@@ -99,42 +99,19 @@ def save(path, ck: Checkpoint):
         arrays[f"optim.{slot}"] = arr
     if ck.avg is not None:
         arrays["average"] = ck.avg
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".npz", dir=folder)  # O_EXCL: no symlink followed
+
+    def write(f):
+        np.savez(f, **arrays)
+        _test_seam_slow_save(f)
+
     try:
-        os.fchmod(fd, 0o666 & ~_umask())    # as any file the user writes (mkstemp makes 0600)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            _test_seam_slow_save(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):      # ENOSPC, EFBIG, EDQUOT, EIO: name the file, keep the old one
-            raise OSError(e.errno, f"{e.strerror} while saving; the previous {os.path.basename(path)} "
-                                   f"(if any) is kept", str(path)) from None
-        raise
-    try:   # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+        fileio.atomic_write(path, write, mode="wb", suffix=".npz")
+    except OSError as e:    # ENOSPC, EFBIG, EDQUOT, EIO: name the file, keep the old one
+        raise OSError(e.errno, f"{e.strerror} while saving; the previous {os.path.basename(path)} "
+                               f"(if any) is kept", str(path)) from None
 
 
-TMP_PREFIX = ".tmp-"
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+TMP_PREFIX = fileio.TMP_PREFIX
 
 
 def remove_stale_temporaries(folder) -> int:
