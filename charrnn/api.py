@@ -66,6 +66,17 @@ def unknown_chars(vocab, text, name):
         raise UsageError(f"characters not in the model's vocabulary: {''.join(unknown)!r}", name)
 
 
+def _count(n) -> str:
+    """'1,234' for a count, '?' for anything else (a checkpoint's meta is only informative)."""
+    return f"{n:,}" if isinstance(n, int) and not isinstance(n, bool) else "?"
+
+
+def _no_bom(text):
+    """A leading byte-order mark dropped, as the commands drop it (not a character)."""
+    from charrnn.vocab import strip_bom
+    return strip_bom(text) if isinstance(text, str) else text
+
+
 def check_sample_options(vocab, *, prime, length, temp, top_k, top_p, stop, n, names=None):
     """Validate sampling options as `charrnn sample` does; returns them as the sampler
     takes them. Raises UsageError whose `param` is the option's key; `names` maps
@@ -151,6 +162,7 @@ class Model:
         (0 and 1: all). seed: same seed, same text; None draws one (see last_seed).
         n > 1: a list of n samples made together; sample i is the same text for any n
         (`charrnn sample --num N`). Returns a str when n == 1, else a list of n str."""
+        prime = _no_bom(prime)
         o = check_sample_options(self.checkpoint.vocab, prime=prime, length=length, temp=temp,
                                  top_k=top_k, top_p=top_p, stop=stop, n=n)
         if o["length"] == 0:
@@ -169,6 +181,7 @@ class Model:
         """generate() for one sample, yielding its text in chunks as it is made: the
         prime first (if any), then pieces of about 20 ms of generation or up to a
         newline. length=0 never ends: stop iterating when you have enough."""
+        prime = _no_bom(prime)
         o = check_sample_options(self.checkpoint.vocab, prime=prime, length=length, temp=temp,
                                  top_k=top_k, top_p=top_p, stop=stop, n=1)
         gen = self.sampler(1, seed)
@@ -193,6 +206,7 @@ class Model:
         perplexity are NaN."""
         if not isinstance(text, str):
             raise UsageError(f"{text!r} is not a string", "text")
+        text = _no_bom(text)
         from charrnn.kernels import denormals_flushed
         with denormals_flushed():
             from charrnn import evaluate as E
@@ -206,6 +220,7 @@ class Model:
         """The k likeliest next words after `text` with their exact probabilities, by
         beam search over characters (`charrnn complete TEXT --words K --beam W`):
         a list of (continuation, probability), likeliest first."""
+        text = _no_bom(text)
         unknown_chars(self.checkpoint.vocab, text, "text")
         k = _int(k, "k", 1, 1000)
         beam = _int(beam, "beam", 1, 1000)
@@ -354,7 +369,7 @@ def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta
                                         f"(decay {o['avg_decay']:g})"})
             if ck.meta.get("fingerprint") not in (None, fingerprint):
                 raise DataError(f"{', '.join(paths)}: not the text this run was trained on "
-                                f"({len(data.ids):,} chars now, {ck.meta.get('corpus_chars', '?'):,} "
+                                f"({len(data.ids):,} chars now, {_count(ck.meta.get('corpus_chars'))} "
                                 f"then); resume with the same files, or start a new run")
         else:
             if seconds is not None and o.get("plan") is not False:

@@ -300,6 +300,11 @@ def _load_checked(z, headers, label) -> Checkpoint:
     _bounded(state_c, MAX_WEIGHT, "cell state", label)
     train_state = _check_train_state(_json(z["train_state"], "train_state", label), label)
     meta = _json(z["meta"], "meta", label)
+    if not (isinstance(meta.get("corpus", []), list) and all(isinstance(c, str) for c in meta.get("corpus", []))):
+        raise CheckpointError(f"{label}: meta has an invalid 'corpus' (a list of file names)")
+    n = meta.get("corpus_chars")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+        raise CheckpointError(f"{label}: meta has an invalid 'corpus_chars' ({n!r})")
     return Checkpoint(mcfg, tcfg, Vocab(vocab), flat, optim, state_h, state_c, train_state, meta,
                       avg=avg, path=label)
 
@@ -391,6 +396,13 @@ def _check_config(m: ModelConfig, t: TrainConfig, label):
             problems.append(f"{name} {value!r} out of range")
     if t.patience is not None and (not isinstance(t.patience, int) or t.patience < 1):
         problems.append(f"patience {t.patience!r} out of range")
+    # the bounds a resumed run continues to
+    if t.steps is not None and (not isinstance(t.steps, int) or isinstance(t.steps, bool)
+                                or not 0 <= t.steps <= MAX_COUNT):
+        problems.append(f"steps {t.steps!r} out of range")
+    for name, value in (("epochs", t.epochs), ("time", t.time)):
+        if value is not None and (not num(value) or not 0 < value < 1e12):
+            problems.append(f"{name} {value!r} out of range")
     if problems:
         raise CheckpointError(f"{label}: bad config: {'; '.join(problems)}")
     if M.num_params(m) * 4 > MAX_ARRAY_BYTES:

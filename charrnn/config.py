@@ -114,6 +114,10 @@ def build_configs(options: dict, vocab_size: int | None = None, plan: dict | Non
                              f"{', '.join('--' + k.replace('_', '-') for k in clash)}")
         if o.get("plan"):
             raise UsageError("--plan chooses a new model; it cannot be used with --resume")
+        if "avg_decay" in o and o["avg_decay"] is None and resume.train_cfg.avg_decay is not None:
+            # its best validation loss is the average's: raw weights would be judged against it
+            raise UsageError("off: this run keeps a weight average, which its best loss and "
+                             "best.npz measure; resume it with one (or train a new run)", "avg_decay")
         old = resume.train_cfg
         floor = o["min_lr"] if o.get("min_lr") is not None else old.min_lr
         if o.get("lr") is not None and floor > o["lr"]:   # the schedule would decay upwards

@@ -24,15 +24,17 @@ segments of 20 0.046, of 100 0.069.
 import numpy as np
 
 from charrnn import model as M
+from charrnn.errors import UsageError
 from charrnn.kernels import optim as O
 
 SEGMENT = 50
 LR = 1e-4
 DECAY = 1e-2
 EPS = 1e-8
+RMS_FLOOR = 0.1
 
 
-class CannotAdapt(ValueError):
+class CannotAdapt(UsageError):
     """The checkpoint holds no gradient statistics to adapt with."""
 
 
@@ -50,15 +52,21 @@ def gradient_rms(ck) -> np.ndarray:
         ms = s["sq"].astype(np.float64) / (1.0 - 0.99 ** step)
     else:
         ms = s["v"].astype(np.float64) / (1.0 - 0.999 ** step)
-    return np.sqrt(ms).astype(ck.weights.dtype)
+    rms = np.sqrt(ms)
+    # a parameter that training never moved (a character seen only in the evaluated text:
+    # its l0.Wx row) has rms 0, and lr g / (0 + eps) would throw it far off; each
+    # parameter array's entries are floored at RMS_FLOOR times that array's mean
+    for name, view in M.views(rms, ck.model_cfg).items():
+        np.maximum(view, RMS_FLOOR * view.mean(), out=view)
+    return rms.astype(ck.weights.dtype)
 
 
-def dynamic_losses(ck, ids, segment=SEGMENT, lr=LR, decay=DECAY, stop=None) -> np.ndarray:
+def dynamic_losses(ck, ids, segment=SEGMENT, lr=LR, decay=DECAY) -> np.ndarray:
     """Loss in nats of predicting ids[1:] from ids[:-1] (float64, len(ids) - 1) with
-    dynamic evaluation. ids: int array of one text. Raises CannotAdapt.
-    `stop`: a dict; once it holds "signal", returns the losses so far (the rest 0)."""
+    dynamic evaluation. ids: int array of one text. Raises CannotAdapt, or UsageError
+    for a bad setting."""
     if lr <= 0 or segment < 1 or not 0 <= decay < 1:
-        raise ValueError(f"dynamic evaluation needs lr > 0, segment >= 1 and decay in [0, 1) "
+        raise UsageError(f"dynamic evaluation needs lr > 0, segment >= 1 and decay in [0, 1) "
                          f"(got {lr}, {segment}, {decay})")
     rms = gradient_rms(ck)
     n = len(ids) - 1
@@ -76,8 +84,6 @@ def dynamic_losses(ck, ids, segment=SEGMENT, lr=LR, decay=DECAY, stop=None) -> n
     state = M.State(cfg, 1, dtype)
     ids = np.asarray(ids)
     for a in range(0, n, T):
-        if stop is not None and "signal" in stop:
-            break
         b = min(a + T, n)
         x = np.ascontiguousarray(ids[a:b].reshape(-1, 1), dtype=np.int32)
         y = np.ascontiguousarray(ids[a + 1:b + 1].reshape(-1, 1), dtype=np.int32)

@@ -15,6 +15,15 @@ TMP_PREFIX = ".tmp-"     # what checkpoint.remove_stale_temporaries clears in a 
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc/self/status; elsewhere
+    os.umask is set and put back, which another thread creating a file then could see)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

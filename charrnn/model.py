@@ -110,8 +110,9 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True, mean_over=None, g=No
     """Run the network over x (T, B) int32 and score the targets y (T, B) int32.
 
     p: named parameter views; ws: a Workspace with ws.T >= T; state: State, read as
-    the initial state and overwritten with the final one; masks: per layer (T, B, H)
-    dropout masks (already scaled by 1/(1-p)) for the inputs of layers 1.., or None.
+    the initial state and overwritten with the final one; masks: None, or L + 1 dropout
+    masks (scaled by 1/(1-p)), each None or broadcastable to (T, B, H): masks[l] for the
+    input of layer l >= 1, masks[L] for the top layer's output (`dropout_masks`).
     With grad=True ws.logits[:T*B] is left holding dloss/dlogits of the *mean* loss,
     ready for `backward`; the mean is over `mean_over` positions (default T*B; a
     data-parallel shard gives the whole minibatch's). When the vocabulary is too large

@@ -12,7 +12,7 @@ The rules, each measured on tinyshakespeare (docs/quality.md):
   - locked dropout and DropConnect on Wh from the number of passes over the text the
     budget allows (none below REG_EPOCHS[0]); a weight average (AVG_DECAY) always;
   - the optimizer: PLANNED_OPTIMIZER (see its comment); the user's --optimizer wins;
-  - cosine decay to the end of the budget, warm-up of WARMUP steps (or 5% of the
+  - the wsd schedule to the end of the budget, warm-up of WARMUP steps (or 5% of the
     run if that is fewer), about EVALS evaluations per run, early stopping after
     PATIENCE evaluations without a new best.
 Options the user gives are never changed: the candidates are narrowed to them.
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charrnn.config import DEFAULT_LR, DEFAULT_SCHEDULE, ModelConfig, TrainConfig
+from charrnn.config import (DEFAULT_AVG_DECAY, DEFAULT_LR, DEFAULT_SCHEDULE, DEFAULT_STEPS, TRAIN_OPTIONS,
+                            ModelConfig, TrainConfig)
 
 # (layers, hidden), smallest first
 CANDIDATES = [(1, 64), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512)]
@@ -36,10 +37,9 @@ MAX_PARAMS_PER_CHAR = 2.0
 # gained 0.062 (1.4686 against 1.5303; per-step dropout 0.2 gained 0.023)
 REG_EPOCHS = [(10, 0.1, 0.1), (15, 0.2, 0.2), (20, 0.25, 0.25)]
 # the weight average of every plan (the default run with it: 1.4727 against 1.4754)
-AVG_DECAY = 0.999
+AVG_DECAY = DEFAULT_AVG_DECAY
 # `charrnn train` with no options: the model, and the steps it trains for
-DEFAULT_MODEL = (2, 256)
-DEFAULT_STEPS = 3000
+DEFAULT_MODEL = (TRAIN_OPTIONS["layers"], TRAIN_OPTIONS["hidden"])
 START_UP_SECONDS = 5.0   # loading, compiling and planning, beside training and evaluating
 EVALS = 12
 PATIENCE = 5

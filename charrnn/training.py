@@ -64,7 +64,7 @@ class Trainer:
             self.state.h[:], self.state.c[:] = resume.state_h, resume.state_c
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = ts["rng"]
-            self.step, self.elapsed, self.chars = ts["step"], ts["elapsed"], ts["chars"]
+            self.step, self.elapsed, self.chars = ts["step"], ts.get("elapsed", 0.0), ts.get("chars", 0)
             self.best_val = ts["best_val"] if ts["best_val"] is not None else math.inf
             self.last_val = ts.get("last_val")
             self.since_best = ts.get("since_best", 0)
@@ -248,8 +248,9 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
     command's handlers).
 
     should_stop: a callable asked before every step and between the chunks of an
-    evaluation, from this thread; truthy stops the run, saved (a threading.Event's
-    is_set, from another thread). The loop changes no signal handler.
+    evaluation (a sharded evaluation asks it from its worker threads too, so it must
+    be thread-safe: a threading.Event's is_set is); truthy stops the run, saved. The
+    loop changes no signal handler.
 
     pause_at: stop early, evaluated and saved, at this step (a step- or epoch-bound
     run) or at this many seconds of training (a time-bound run), with the schedule's

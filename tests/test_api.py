@@ -115,6 +115,10 @@ def test_score_and_complete_are_what_eval_and_complete_print():
     assert s["losses"].shape == (18,) and s["losses"].dtype == np.float64
     assert s["bpc"] == pytest.approx(s["loss"] / np.log(2)) and s["perplexity"] == pytest.approx(np.exp(s["loss"]))
     assert np.isnan(m.score("")["loss"]) and m.score("")["chars"] == 0
+    # a leading byte-order mark is not text, in the API as in the commands
+    assert m.score("\ufeff" + text)["losses"].tolist() == s["losses"].tolist()
+    assert m.complete("\ufeffto be or not to", k=4, beam=6) == m.complete("to be or not to", k=4, beam=6)
+    assert m.generate("\ufeffThou", length=20, seed=3) == m.generate("Thou", length=20, seed=3)
     found = m.complete("to be or not to", k=4, beam=6)
     r = run_cli("complete", "to be or not to", "-c", GOLDEN, "--words", "4", "--beam", "6", "--json")
     assert [(d["text"], d["probability"]) for d in json.loads(r.stdout)] == found and len(found) == 4

@@ -109,6 +109,10 @@ def test_api_and_command_train_the_same_weights(tmp_path, corpus):
     assert np.array_equal(api.flat, cli.flat)
     for slot in api.optim:
         assert np.array_equal(api.optim[slot], cli.optim[slot])
+    assert api.avg is not None and np.array_equal(api.avg, cli.avg)      # the default weight average
+    timing = ("elapsed",)
+    assert {k: v for k, v in api.train_state.items() if k not in timing} == \
+        {k: v for k, v in cli.train_state.items() if k not in timing}
     assert api.meta["command"].startswith("charrnn.train(")
     assert cli.meta["command"].startswith("charrnn train ")
 

@@ -95,6 +95,22 @@ def crafted(src, d):
                        ("batch_size", 0), ("min_lr", float("inf")), ("eval_every", "often")]:
         case(f"cfg_{key}_{value}", lambda p, k=key, v=value: rewrite(
             src, p, _edit_json("config", lambda d: d["train"].__setitem__(k, v))))
+    # -- format 2: the new config fields, the average, the logged figures, the bounds
+    for key, value in [("steps", "3000"), ("steps", -5), ("epochs", -1), ("time", float("nan")),
+                       ("avg_decay", 1.0), ("avg_decay", "0.9")]:
+        case(f"cfg2_{key}_{value}", lambda p, k=key, v=value: rewrite(
+            src, p, _edit_json("config", lambda d: d["train"].__setitem__(k, v))))
+    for key, value in [("wdrop", 1.0), ("wdrop", -0.5), ("dropout_kind", "spatial")]:
+        case(f"model_{key}_{value}", lambda p, k=key, v=value: rewrite(
+            src, p, _edit_json("config", lambda d: d["model"].__setitem__(k, v))))
+    for key, value in [("smooth", float("inf")), ("smooth", "low"), ("avg_steps", -1)]:
+        case(f"ts2_{key}_{value}", lambda p, k=key, v=value: rewrite(
+            src, p, _edit_json("train_state", lambda d: d.__setitem__(k, v))))
+    case("avg_missing", lambda p: with_members(src, p, drop=("average.npy",)))
+    case("avg_nan", lambda p: rewrite(src, p, lambda a: a.update({"average": a["average"] * np.nan})))
+    case("avg_shape", lambda p: rewrite(src, p, lambda a: a.update({"average": a["average"][:-1].copy()})))
+    case("meta_chars", lambda p: rewrite(src, p, _edit_json("meta", lambda d: d.__setitem__("corpus_chars", "many"))))
+    case("meta_corpus", lambda p: rewrite(src, p, _edit_json("meta", lambda d: d.__setitem__("corpus", [1, 2]))))
     case("json_deep", lambda p: rewrite(src, p, lambda a: a.update({"meta": np.array("[" * 100_000 + "]" * 100_000)})))
     case("json_list", lambda p: rewrite(src, p, lambda a: a.update({"meta": np.array("[1, 2]")})))
     # -- the vocabulary: Unicode scalar values only
@@ -110,7 +126,7 @@ def cases(trained_run, tmp_path_factory):
     from conftest import train_small
     text = (trained_run.parent / "corpus.txt").read_text(encoding="utf-8")
     _, run = train_small(tmp_path_factory.mktemp("adam"), text, steps=10, hidden=16, layers=2,
-                         optimizer="adam", lr=1e-3)
+                         optimizer="adam", lr=1e-3, avg_decay=0.99)     # with a weight average
     return crafted(run / "latest.npz", d)
 
 
@@ -125,7 +141,8 @@ def test_every_crafted_checkpoint_is_refused_in_one_line(cases):
 
 
 @pytest.mark.parametrize("name", ["hdr_syntax", "hdr_binary", "big_string", "duplicate", "float16",
-                                  "surrogate", "ts_rng_None", "json_deep"])
+                                  "surrogate", "ts_rng_None", "json_deep", "meta_chars", "avg_nan",
+                                  "cfg2_steps_3000"])
 def test_crafted_through_the_cli(cases, name):
     r = run_cli("info", cases[name])
     err = r.stderr.decode()

@@ -128,3 +128,16 @@ def test_bad_values_are_refused_before_the_corpus_is_read(args, option, tmp_path
     from charrnn.cli import cli
     r = CliRunner().invoke(cli, ["train", str(tmp_path / "no-such-file.txt"), *args])
     assert r.exit_code == 2 and option in r.output and "no-such-file" not in r.output, r.output
+
+
+def test_resuming_an_averaged_run_without_its_average_is_refused(tmp_path, bundled_text):
+    from click.testing import CliRunner
+
+    from charrnn.cli import cli
+    from conftest import train_small
+    _, out = train_small(tmp_path, bundled_text[:8_000], steps=10, hidden=8, avg_decay=0.99)
+    before = (out / "latest.npz").read_bytes()
+    r = CliRunner().invoke(cli, ["train", str(tmp_path / "corpus.txt"), "--resume", str(out),
+                                 "--steps", "20", "--avg-decay", "off"])
+    assert r.exit_code == 2 and "--avg-decay" in r.output and "weight average" in r.output, r.output
+    assert (out / "latest.npz").read_bytes() == before
