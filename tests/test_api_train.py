@@ -186,7 +186,7 @@ def test_no_options_are_the_default_run():
     assert m == ModelConfig(**model_kw, vocab_size=65)
     assert t == TrainConfig(**train_kw, steps=DEFAULT_STEPS)
     assert (t.schedule, t.lr, t.min_lr, t.warmup, t.patience, t.avg_decay) == \
-        ("wsd", 0.08, pytest.approx(0.008), 100.0, 5, 0.999)
+        ("wsd", 0.05, pytest.approx(0.005), 100.0, 5, 0.999)
 
 
 def test_derived_defaults():

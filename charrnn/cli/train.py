@@ -47,7 +47,7 @@ def _choice(name):
 @click.option("--optimizer", type=_choice("optimizer"), default=DEFAULTS["optimizer"], show_default=True,
               help="Update rule.")
 @click.option("--lr", type=finite_float(0, lo_open=True), default=None,
-              help="Peak learning rate  [default: adagrad 0.08, adam/rmsprop 0.002, sgd 1.0]")
+              help="Peak learning rate  [default: adagrad 0.05, adam/rmsprop 0.002, sgd 1.0]")
 @click.option("--schedule", type=_choice("schedule"), default=None,
               help="Learning-rate schedule over the run's --steps, --epochs or --time  "
                    "[default: wsd: warm-up, stable, then a linear decay over the last fifth]")
