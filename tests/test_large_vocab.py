@@ -60,6 +60,7 @@ def test_a_vocabulary_above_65536_trains_within_a_memory_bound(tmp_path):
             "--eval-every", "4", "-q", "--no-preview", "--val-frac", "0.05"]
     base = _peak_mb(["train", str(small), "--out", str(tmp_path / "s"), *args], tmp_path)
     peak = _peak_mb(["train", str(big), "--out", str(tmp_path / "b"), *args], tmp_path)
-    # the model: 70,000 x 8 x 5 floats (11 MB) with gradient and Adagrad state; the head's
-    # logits unchunked would be 64 x 32 x 70,000 floats (573 MB) in training and again in evaluation
-    assert peak - base < 200, (peak, base)
+    # the model: 70,000 x 8 x 5 floats (11 MB) with gradient, Adagrad state and the weight
+    # average (and each saved once more into a checkpoint); the head's logits unchunked would
+    # be 64 x 32 x 70,000 floats (573 MB) in training and again in evaluation
+    assert peak - base < 240, (peak, base)
