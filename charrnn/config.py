@@ -26,7 +26,7 @@ THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREAD
 DEFAULT_SCHEDULE = {"adagrad": "wsd", "adam": "wsd", "rmsprop": "wsd", "sgd": "wsd"}
 DEFAULT_WARMUP = 100        # steps: without it Adagrad sat on the unigram plateau 230-400 steps
 DEFAULT_PATIENCE = 5        # evaluations without a new best
-DEFAULT_AVG_DECAY = 0.999   # the weight average: the default run 1.4727 with it, 1.4754 without (docs/quality.md)
+DEFAULT_AVG_DECAY = 0.999   # the weight average: the default run 1.4727 with it, 1.4754 without (median of 3 seeds, each 0.003 better; docs/quality.md)
 DEFAULT_STEPS = 3000        # a run given none of steps, epochs, time
 MIN_SECONDS = 5.0           # a time budget below this cannot load the kernels and train
 
