@@ -63,7 +63,11 @@ assert len(text) == 52
 assert (mode(), config.CACHE_DIR) == before[:2], (hex(mode()), hex(before[0]))
 import user_kernels
 assert user_kernels.twice(21) == 42      # cached where Numba itself would put it
-print(sorted(p.name for p in ({str(tmp_path)!r} and __import__("pathlib").Path({str(tmp_path)!r}) / "__pycache__").glob("*.nbi")))
+# where Numba itself puts a user's cache: NUMBA_CACHE_DIR if set (CI sets it), else __pycache__
+import os, pathlib
+where = pathlib.Path(os.environ["NUMBA_CACHE_DIR"]) if os.environ.get("NUMBA_CACHE_DIR") else \
+    pathlib.Path({str(tmp_path)!r}) / "__pycache__"
+print(sorted(p.name for p in where.rglob("user_kernels.twice*.nbi")))
 """
     r = _python(code)
     assert "user_kernels.twice" in r.stdout, r.stdout
