@@ -61,14 +61,14 @@ def gradient_rms(ck) -> np.ndarray:
     return rms.astype(ck.weights.dtype)
 
 
-def dynamic_losses(ck, ids, segment=SEGMENT, lr=LR, decay=DECAY) -> np.ndarray:
+def dynamic_losses(ck, ids, segment=SEGMENT, lr=LR, decay=DECAY, rms=None) -> np.ndarray:
     """Loss in nats of predicting ids[1:] from ids[:-1] (float64, len(ids) - 1) with
-    dynamic evaluation. ids: int array of one text. Raises CannotAdapt, or UsageError
-    for a bad setting."""
+    dynamic evaluation. ids: int array of one text; rms: `gradient_rms(ck)`, computed
+    here when not given. Raises CannotAdapt, or UsageError for a bad setting."""
     if lr <= 0 or segment < 1 or not 0 <= decay < 1:
         raise UsageError(f"dynamic evaluation needs lr > 0, segment >= 1 and decay in [0, 1) "
                          f"(got {lr}, {segment}, {decay})")
-    rms = gradient_rms(ck)
+    rms = gradient_rms(ck) if rms is None else rms
     n = len(ids) - 1
     out = np.zeros(max(0, n))
     if n < 1:

@@ -99,18 +99,20 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
              if given.get("layers", L) == L and given.get("hidden", H) == H]
     if not cands:       # the user fixed a shape the ladder lacks: plan around it
         cands = [(given.get("layers", 2), given.get("hidden", 256))]
-    reasons, speeds, choice, floor = [], {}, None, None
+    reasons, speeds, choice, floor = [], {}, None, False
     for L, H in cands:
         P = param_count(cell, L, H, V)
         cps = speed(cell, L, H, V, B, T, dtype)
         speeds[f"{L}x{H}"] = round(cps)
         chars = cps * train_seconds
         fits = chars / P >= MIN_CHARS_PER_PARAM and P <= MAX_PARAMS_PER_CHAR * n_train
-        if (L, H) == DEFAULT_MODEL and default_run_seconds(cps, B, T) <= budget:
-            floor = (L, H, P, cps, chars)    # a budget that holds the default run trains at least its model
-        if choice is None or fits or floor is not None and choice[:2] != floor[:2] and (L, H) == floor[:2]:
+        # a budget that holds the default run trains at least its model
+        at_floor = (L, H) == DEFAULT_MODEL and default_run_seconds(cps, B, T) <= budget
+        floor = floor or at_floor
+        if choice is None or fits or at_floor:
             choice = (L, H, P, cps, chars)
-        if not fits and (floor is not None or (L, H) >= DEFAULT_MODEL or "hidden" in given):
+        # smaller than the default model, keep timing: the floor needs its speed
+        if not fits and ((L, H) >= DEFAULT_MODEL or "hidden" in given):
             break       # larger ones are slower and larger still
     L, H, P, cps, chars = choice
     epochs = chars / max(1, n_train)
@@ -119,7 +121,7 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
     reasons.append(f"training speed measured here (chars/s): {speed_text}")
     if "hidden" in given and "layers" in given:
         reasons.append(f"{name}: your --layers/--hidden")
-    elif floor is not None and (L, H) == floor[:2] and chars / P < MIN_CHARS_PER_PARAM:
+    elif floor and (L, H) == DEFAULT_MODEL and chars / P < MIN_CHARS_PER_PARAM:
         reasons.append(f"{name}: the default run's model, since the budget holds the default run "
                        f"({default_run_seconds(cps, B, T):.0f} s here) and a longer run of it only gains")
     elif chars / P < MIN_CHARS_PER_PARAM:

@@ -67,7 +67,7 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
     if dynamic:
         from charrnn import dynamic as D
         try:
-            D.gradient_rms(ck)
+            rms = D.gradient_rms(ck)        # once, for every file
         except D.CannotAdapt as e:
             raise click.BadParameter(f"{ck.path}: {e}", param_hint="--dynamic") from None
         dyn = {"lr": dynamic_lr or D.LR, "decay": D.DECAY if dynamic_decay is None else dynamic_decay,
@@ -87,7 +87,7 @@ def eval_cmd(files, checkpoint, texts, as_json, heatmap, heatmap_chars, encoding
         rows.append(E.summarize(losses, unknown, "<stdin>" if path == "-" else path))
         all_losses.append(losses)
         if dynamic:
-            adapted = D.dynamic_losses(ck, ids, **dyn)
+            adapted = D.dynamic_losses(ck, ids, rms=rms, **dyn)
             rows[-1]["dynamic"] = {**E.summarize(adapted), **dyn}
             dyn_losses.append(adapted)
         unknown_total += unknown

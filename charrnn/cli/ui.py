@@ -47,10 +47,6 @@ class Grid:
         console.print(t, width=width, crop=False)
 
 
-def _count(n) -> str:
-    return f"{n:,}" if isinstance(n, int) and not isinstance(n, bool) else "?"
-
-
 def heatmap_text(text, losses) -> Text:
     """Each character coloured by its loss: green (expected) to red (surprising)."""
     out = Text()
@@ -75,7 +71,8 @@ def info_table(ck, path) -> Grid:
          else "as trained"),
         ("parameters", f"{num_params(m):,} ({t.dtype})"),
         ("vocabulary", f"{m.vocab_size} characters: {ck.vocab.preview(60)}"),
-        ("corpus", f"{', '.join(map(str, meta.get('corpus', ['?'])))} ({_count(meta.get('corpus_chars'))} chars)"),
+        # checkpoint.load checked both: a list of names, a count
+        ("corpus", f"{', '.join(meta.get('corpus', ['?']))} ({meta.get('corpus_chars', 0):,} chars)"),
         ("training", f"step {ts['step']:,}, epoch {ts.get('epoch', 0):.2f}, "
                      f"{ts.get('elapsed', 0):.0f} s; B={t.batch_size} T={t.seq_len} "
                      f"{t.optimizer} lr={t.lr:g} clip={t.clip:g}"),
