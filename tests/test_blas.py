@@ -44,7 +44,7 @@ def test_gemm_on_every_layout(dtype, M, rng):
 @pytest.mark.skipif(BLAS != "mkl", reason="without MKL the tests above already run on OpenBLAS")
 def test_every_product_layout_on_openblas_too():
     env = dict(os.environ, CHARRNN_BLAS="openblas")
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", __file__,
                         "-k", "gemm_on_every_layout or prepared_product or refuses"],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert r.returncode == 0 and " passed" in r.stdout and "failed" not in r.stdout, r.stdout[-2000:]
@@ -101,17 +101,20 @@ print(json.dumps(out))
 """
 
 
-def gradients_with(backend):
-    env = dict(os.environ, CHARRNN_BLAS=backend, PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-c", GRADIENTS], capture_output=True, text=True, env=env,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+def gradients_with(*backends):
+    """The GRADIENTS of each backend, computed at once in one process each."""
+    procs = [subprocess.Popen([sys.executable, "-c", GRADIENTS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=dict(os.environ, CHARRNN_BLAS=b, PYTHONPATH=str(ROOT)))
+             for b in backends]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    return [json.loads(out) for out, _ in outs]
 
 
 @pytest.mark.skipif(BLAS != "mkl", reason="MKL is not installed: only one backend to test")
 def test_mkl_and_openblas_give_the_same_gradients():
-    mkl, openblas = gradients_with("auto"), gradients_with("openblas")
+    mkl, openblas = gradients_with("auto", "openblas")
     assert (mkl["blas"], openblas["blas"]) == ("mkl", "openblas")
     for cell in ("rnn", "lstm", "gru"):
         np.testing.assert_allclose(mkl[cell], openblas[cell], rtol=1e-10, atol=1e-13)
