@@ -43,13 +43,16 @@ def test_the_cli_reports_both_and_never_changes_the_checkpoint(run_dir, tmp_path
     text.write_text(repeating_text(1), encoding="utf-8")
     ckpt = run_dir / "latest.npz"
     before = hashlib.sha256(ckpt.read_bytes()).hexdigest()
-    r = run_cli("eval", "-c", ckpt, text, "--dynamic", "--dynamic-lr", "1e-3", "--json")
-    assert r.returncode == 0, r.stderr.decode()
+    from click.testing import CliRunner
+
+    from charrnn.cli import cli
+    r = CliRunner().invoke(cli, ["eval", "-c", str(ckpt), str(text), "--dynamic", "--dynamic-lr", "1e-3", "--json"])
+    assert r.exit_code == 0, r.output
     row = json.loads(r.stdout)["files"][0]
     assert row["dynamic"]["loss"] < row["loss"] - 0.3 and row["dynamic"]["chars"] == row["chars"]
     assert row["dynamic"]["lr"] == 1e-3 and row["dynamic"]["segment"] == D.SEGMENT
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == before
-    table = run_cli("eval", "-c", ckpt, text, "--dynamic").stdout.decode().splitlines()
+    table = CliRunner().invoke(cli, ["eval", "-c", str(ckpt), str(text), "--dynamic"]).stdout.splitlines()
     assert table[1].startswith(str(text) + "\t") and table[2].startswith(f"{text} (dynamic)\t")
 
 
