@@ -10,7 +10,7 @@ import sys
 import click
 
 from charrnn import __version__
-from charrnn.cli import evaluate, export, manage, sample, sweep, train
+from charrnn.cli import evaluate, export, manage, sample, serve, sweep, train
 from charrnn.cli.common import CONTEXT, err
 from charrnn.errors import CharrnnError
 
@@ -107,5 +107,5 @@ def cli(debug):
 
 
 for _command in (train.train, sample.sample, evaluate.eval_cmd, sample.complete, export.export,
-                 manage.info, manage.runs, manage.plot, manage.cache, sweep.sweep):
+                 manage.info, manage.runs, manage.plot, manage.cache, sweep.sweep, serve.serve):
     cli.add_command(_command)
