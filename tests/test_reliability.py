@@ -12,6 +12,7 @@ Cases covered here (see also test_checkpoint.py for corrupt checkpoint files):
   Ctrl-C during a long validation pass                    -> stops within a second, state saved
   `charrnn --help`                                        -> does not import numba
 """
+import json
 import os
 import signal
 import subprocess
@@ -271,9 +272,10 @@ def test_interrupted_summary_says_how_to_resume(corpus, tmp_path):
     assert p.returncode == 130
     assert f"charrnn train {corpus} --resume {out / 'latest.npz'}" in err.decode()
 def test_ctrl_c_during_a_long_validation_pass_stops_within_a_second(tmp_path):
-    # a validation split of ~1.5 M chars through a 2x256 LSTM: many seconds per pass
+    # a validation split of ~3.8 M chars through a 2x256 LSTM: tens of seconds per pass
+    # on any machine, so stopping within a few seconds can only mean the pass was cut
     rng = np.random.default_rng(0)
-    text = "".join(rng.choice(list("abcdefgh \n"), size=1_600_000))
+    text = "".join(rng.choice(list("abcdefgh \n"), size=4_000_000))
     corpus = tmp_path / "big.txt"
     corpus.write_text(text, encoding="utf-8")
     out = tmp_path / "run"
@@ -282,6 +284,7 @@ def test_ctrl_c_during_a_long_validation_pass_stops_within_a_second(tmp_path):
                           "--batch-size", "8", "--seq-len", "16", "--no-preview"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # the header line is written at the start, the first evaluation begins at step 2
+    # (two steps of 128 characters: milliseconds)
     deadline = time.time() + 120
     header = b""
     while b"parameters" not in header and time.time() < deadline:
@@ -293,6 +296,8 @@ def test_ctrl_c_during_a_long_validation_pass_stops_within_a_second(tmp_path):
     _, err = p.communicate(timeout=60)
     stopped = time.monotonic() - t0
     assert p.returncode == 130, err
-    assert stopped < 1.5, f"took {stopped:.2f} s to stop"
+    assert stopped < 5, f"took {stopped:.2f} s to stop"
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert not any(r.get("val_loss") is not None for r in logged), logged   # the pass was cut
     ck = C.load(out / "latest.npz")                # the state before the pass, saved whole
     assert ck.train_state["step"] == 2 and b"Traceback" not in err
