@@ -56,7 +56,7 @@ def serve(checkpoint, host, port, api_key, name, max_tokens, max_n, max_prompt, 
 
     from charrnn.api import load
     from charrnn.runs import checkpoint_path
-    from charrnn.serve.app import _loopback, create_app
+    from charrnn.serve.app import _loopback, create_app, warm
     from charrnn.serve.request import Limits
     path = checkpoint_path(checkpoint)
     model = load(path)
@@ -74,10 +74,18 @@ def serve(checkpoint, host, port, api_key, name, max_tokens, max_n, max_prompt, 
                    + ("" if api_key else "; anyone who reaches it can use it (see --api-key)"),
                    err=True)
 
+    c = model.config
+
     class Server(uvicorn.Server):
         def capture_signals(self):      # ours below: exit 130/143, and stop the generations
             import contextlib
             return contextlib.nullcontext()
+
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            await warm(app, api_key)    # so that the first request is as fast as the next
+            click.echo(f"serving {name} ({c.model} {c.layers}x{c.hidden}, {len(model.vocab)} "
+                       f"characters) at {url} (API: {url}v1; Ctrl-C stops)", err=True)
 
     server = Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                    timeout_graceful_shutdown=2))
@@ -90,9 +98,6 @@ def serve(checkpoint, host, port, api_key, name, max_tokens, max_n, max_prompt, 
         server.should_exit = True
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    c = model.config
-    click.echo(f"serving {name} ({c.model} {c.layers}x{c.hidden}, {len(model.vocab)} characters) "
-               f"at {url} (API: {url}v1; Ctrl-C stops)", err=True)
     server.run(sockets=[sock])
     if caught:
         click.echo("stopped", err=True)
