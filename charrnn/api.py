@@ -20,7 +20,7 @@ import math
 import numbers
 import os
 
-from charrnn.errors import DataError, UsageError
+from charrnn.errors import CharrnnError, DataError, UsageError
 
 # the defaults of `charrnn sample` and `charrnn complete`
 LENGTH, TEMP, TOP_K, TOP_P = 1000, 0.8, 0, 1.0
@@ -278,7 +278,7 @@ class Run:
 
 
 def train(corpus, out=None, *, callback=None, stop=None, handle_signals=False, dry_run=False,
-          meta=None, **options) -> Run:
+          meta=None, mpi_timeout=None, **options) -> Run:
     """Train a model on `corpus` (a path, "-" for stdin, or a list of them) into the run
     folder `out` (default checkpoints/<corpus>-<model>-<time>), as `charrnn train` does:
     the same defaults (config.TRAIN_OPTIONS), the same planner for a `time=` budget, the
@@ -299,6 +299,10 @@ def train(corpus, out=None, *, callback=None, stop=None, handle_signals=False, d
     come back after; only from the main thread. Without it no signal handler is touched.
     dry_run: check everything, read the corpus and plan, and return the Run with its
     settings, writing nothing. meta: entries added to the checkpoints' metadata.
+    Under `mpiexec -n N` (N > 1) each process is one rank of a data-parallel run
+    (docs/scale-out.md): rank 0 writes and calls back, the others are silent;
+    mpi_timeout: seconds a rank waits for the others before stopping them all
+    (default distributed.TIMEOUT).
 
     The kernel work runs inside kernels.denormals_flushed(). Raises UsageError (a bad
     option), DataError (a corpus, checkpoint or run folder), DivergedError (a
@@ -321,7 +325,8 @@ def train(corpus, out=None, *, callback=None, stop=None, handle_signals=False, d
     emit = callback or _warn_only
     from charrnn.kernels import denormals_flushed
     with denormals_flushed():
-        return _train(paths, out, opts, emit, should_stop, handle_signals, dry_run, meta or {})
+        return _train(paths, out, opts, emit, should_stop, handle_signals, dry_run, meta or {},
+                      mpi_timeout)
 
 
 def _warn_only(kind, info):
@@ -330,67 +335,102 @@ def _warn_only(kind, info):
         warnings.warn(info["message"], stacklevel=4)
 
 
-def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta):
+def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta, mpi_timeout=None):
     """charrnn.train's steps, in the order the command has always taken them: every
-    check that needs no corpus first, then the run folder is locked, then the corpus."""
+    check that needs no corpus first, then the run folder is locked, then the corpus.
+
+    Under mpiexec (distributed.world()), every rank takes these steps; rank 0 alone
+    guards, locks and writes the run folder, and emits events. Before training the ranks
+    compare what they found (distributed.World.agree): an error on any rank, or ranks
+    with other settings or corpora, stops all of them, rank 0 printing it."""
     import contextlib
 
-    from charrnn import __version__, runs
+    from charrnn import __version__, distributed, runs
     from charrnn import options as O
     from charrnn.config import build_configs, run_bounds
-    ck, resume = None, o.get("resume")
-    if resume is not None:
-        from charrnn import checkpoint
-        resume = runs.checkpoint_path(resume, resume=True)
-        ck = checkpoint.load(resume)
-        mcfg, tcfg = build_configs(o, resume=ck)    # its option checks, before the corpus
-    steps, epochs, seconds = run_bounds(o, ck)
-    out = os.fspath(out) if out is not None else (
-        os.path.dirname(os.path.abspath(resume)) if ck is not None
-        else runs.default_run_dir(paths, o.get("model", "lstm")))
-    runs.guard_run_folder(out, resume, ck)
-    pause_at = O.pause_point(o.get("pause_at"), seconds is not None and steps is None and epochs is None)
-    # checked and locked before the corpus is read: a locked or unwritable folder fails at once
-    with contextlib.nullcontext() if dry_run else runs.lock_run_dir(out):
-        from charrnn.data import MAX_CHARS, MAX_STREAM_BYTES, fingerprint as data_fingerprint, read_corpus
-        data = read_corpus(paths, o.get("encoding", "utf-8"), ck.vocab if ck else None,
-                           o.get("max_chars") or MAX_CHARS, cache=o.get("cache", True) and not dry_run,
-                           warn=lambda m: emit("warning", {"message": m}),
-                           max_stream_bytes=o.get("max_stream_bytes") or MAX_STREAM_BYTES)
-        if len(data.vocab) < 2:
-            raise DataError(f"{', '.join(paths)}: only one distinct character; "
-                            f"there is nothing to learn")
-        fingerprint = data.fingerprint or data_fingerprint(data.ids)
-        plan = None
-        if ck is not None:
-            if "avg_decay" in o and o["avg_decay"] is not None and ck.avg is None:
-                emit("log", {"message": f"{resume} has no weight average: starting one from its "
-                                        f"weights at step {ck.train_state['step']:,} "
-                                        f"(decay {o['avg_decay']:g})"})
-            if ck.meta.get("fingerprint") not in (None, fingerprint):
-                raise DataError(f"{', '.join(paths)}: not the text this run was trained on "
-                                f"({len(data.ids):,} chars now, {_count(ck.meta.get('corpus_chars'))} "
-                                f"then); resume with the same files, or start a new run")
-        else:
-            if seconds is not None and o.get("plan") is not False:
-                from charrnn.planner import plan_run
-                val_frac = o.get("val_frac", 0.1)
-                plan = plan_run(seconds, int((1.0 - val_frac) * len(data.ids)), len(data.vocab), o,
-                                dtype=o.get("dtype", "float32"),
-                                log=lambda m: emit("log", {"message": m}))
-            mcfg, tcfg = build_configs(o, len(data.vocab), plan.settings if plan else None)
-        meta = {"corpus": [os.path.basename(c) if c != "-" else "<stdin>" for c in paths],
-                "corpus_chars": int(len(data.ids)), "corpus_bytes": int(data.nbytes),
-                "fingerprint": fingerprint, "command": _call_text(paths, o),
-                "version": __version__, **extra_meta}
-        if plan is not None:
-            meta["plan"] = plan.to_dict()
-        settings = {"model": mcfg.to_dict(), "train": tcfg.to_dict(), "plan": meta.get("plan")}
+    world = distributed.world(mpi_timeout)
+    lead = world is None or world.rank == 0
+    if not lead:
+        emit = _silent
+    with contextlib.ExitStack() as stack:
+        try:
+            ck, resume = None, o.get("resume")
+            if resume is not None:
+                from charrnn import checkpoint
+                resume = runs.checkpoint_path(resume, resume=True)
+                ck = checkpoint.load(resume)
+                mcfg, tcfg = build_configs(o, resume=ck)    # its option checks, before the corpus
+            steps, epochs, seconds = run_bounds(o, ck)
+            out = os.fspath(out) if out is not None else (
+                os.path.dirname(os.path.abspath(resume)) if ck is not None
+                else runs.default_run_dir(paths, o.get("model", "lstm")))
+            if lead:
+                runs.guard_run_folder(out, resume, ck)
+            pause_at = O.pause_point(o.get("pause_at"), seconds is not None and steps is None and epochs is None)
+            if world is not None and o.get("plan"):
+                raise UsageError("the planner measures one process; under mpiexec give the model "
+                                 "options (or --no-plan)", "plan")
+            # checked and locked before the corpus is read: a locked or unwritable folder fails at once
+            if lead and not dry_run:
+                stack.enter_context(runs.lock_run_dir(out))
+            from charrnn.data import MAX_CHARS, MAX_STREAM_BYTES, fingerprint as data_fingerprint, read_corpus
+            data = read_corpus(paths, o.get("encoding", "utf-8"), ck.vocab if ck else None,
+                               o.get("max_chars") or MAX_CHARS, cache=o.get("cache", True) and not dry_run,
+                               warn=lambda m: emit("warning", {"message": m}),
+                               max_stream_bytes=o.get("max_stream_bytes") or MAX_STREAM_BYTES)
+            if len(data.vocab) < 2:
+                raise DataError(f"{', '.join(paths)}: only one distinct character; "
+                                f"there is nothing to learn")
+            fingerprint = data.fingerprint or data_fingerprint(data.ids)
+            plan = None
+            if ck is not None:
+                if "avg_decay" in o and o["avg_decay"] is not None and ck.avg is None:
+                    emit("log", {"message": f"{resume} has no weight average: starting one from its "
+                                            f"weights at step {ck.train_state['step']:,} "
+                                            f"(decay {o['avg_decay']:g})"})
+                if ck.meta.get("fingerprint") not in (None, fingerprint):
+                    raise DataError(f"{', '.join(paths)}: not the text this run was trained on "
+                                    f"({len(data.ids):,} chars now, {_count(ck.meta.get('corpus_chars'))} "
+                                    f"then); resume with the same files, or start a new run")
+            else:
+                if seconds is not None and o.get("plan") is not False and world is None:
+                    from charrnn.planner import plan_run
+                    val_frac = o.get("val_frac", 0.1)
+                    plan = plan_run(seconds, int((1.0 - val_frac) * len(data.ids)), len(data.vocab), o,
+                                    dtype=o.get("dtype", "float32"),
+                                    log=lambda m: emit("log", {"message": m}))
+                mcfg, tcfg = build_configs(o, len(data.vocab), plan.settings if plan else None)
+            meta = {"corpus": [os.path.basename(c) if c != "-" else "<stdin>" for c in paths],
+                    "corpus_chars": int(len(data.ids)), "corpus_bytes": int(data.nbytes),
+                    "fingerprint": fingerprint, "command": _call_text(paths, o),
+                    "version": __version__, **extra_meta}
+            if plan is not None:
+                meta["plan"] = plan.to_dict()
+            if world is not None:
+                meta["processes"] = world.size
+                if tcfg.batch_size < world.size:
+                    raise UsageError(f"{tcfg.batch_size} streams cannot be split across {world.size} "
+                                     f"MPI processes: give {world.size} or more, or fewer "
+                                     f"processes", "batch_size")
+            settings = {"model": mcfg.to_dict(), "train": tcfg.to_dict(), "plan": meta.get("plan")}
+            trainer = None
+            if not dry_run:
+                _check_memory(mcfg, tcfg)
+                from charrnn import training
+                trainer = training.Trainer(mcfg, tcfg, data.ids, data.vocab, meta, resume=ck, world=world)
+            failure = None
+        except CharrnnError as e:
+            if world is None:
+                raise
+            failure = e
+        if world is not None:
+            world.agree(failure, None if failure else {**settings, "bounds": [steps, epochs, seconds],
+                                                       "pause_at": pause_at,
+                                                       "resume_step": ck.train_state["step"] if ck else None},
+                        None if failure else fingerprint)
+            world.out = out if lead else None
         if dry_run:
             return Run(out, None, settings)
-        _check_memory(mcfg, tcfg)
-        from charrnn import training
-        trainer = training.Trainer(mcfg, tcfg, data.ids, data.vocab, meta, resume=ck)
         if plan is not None:    # the time spent planning counts against the budget
             seconds = max(1.0, seconds - plan.seconds_spent)
         caught = {}
@@ -403,13 +443,20 @@ def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta
                                       should_stop=asked)
             except training.NonFiniteError as e:
                 from charrnn.errors import DivergedError
-                raise DivergedError(f"{e}; stopped without saving it, the last good checkpoints "
-                                    f"in {out} are kept (try a lower --lr or --clip)") from None
+                error = DivergedError(f"{e}; stopped without saving it, the last good checkpoints "
+                                      f"in {out} are kept (try a lower --lr or --clip)")
+                if not lead:
+                    error.quiet = True
+                raise error from None
     best = result["best_val"]
     summary = {"steps": result["step"], "best_val": None if math.isinf(best) else best,
                "last_val": result["last_val"], "elapsed": result["elapsed"],
                "reason": result["reason"], "signal": caught.get("signal")}
     return Run(out, summary, settings)
+
+
+def _silent(kind, info):
+    """Events of a rank other than 0: it shows nothing."""
 
 
 def _call_text(paths, options) -> str:

@@ -34,16 +34,26 @@ class NonFiniteError(Exception):
 
 class Trainer:
     def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, ids, vocab, meta=None,
-                 resume: C.Checkpoint | None = None, shards: int | None = None):
-        """shards: data-parallel shards of a step (default `parallel.shard_count`)."""
+                 resume: C.Checkpoint | None = None, shards: int | None = None, world=None):
+        """shards: data-parallel shards of a step (default `parallel.shard_count`).
+        world: a distributed.World: this process is one rank of several, and takes its
+        share of the streams on one thread (the rank's shard of `world.size`)."""
         self.mcfg, self.tcfg, self.vocab = mcfg, tcfg, vocab
         self.meta = dict(meta or {})
         self.dtype = np.dtype(tcfg.dtype)
         self.train_ids, self.val_ids = split(ids, tcfg.val_frac)
         B, T = tcfg.batch_size, tcfg.seq_len
         self.batches = Batches(self.train_ids, B, T)
-        self.shards = P.shard_count(mcfg, B, self.dtype) if shards is None else max(1, min(shards, B))
-        if self.shards > 1:
+        self.world = world
+        if world is not None:
+            self.rows = world.stream_bounds(B)[world.rank]
+            self.shards = 1
+        else:
+            self.shards = P.shard_count(mcfg, B, self.dtype) if shards is None else max(1, min(shards, B))
+        if world is not None:
+            lo, hi = self.rows
+            self.parallel, self.ws = None, M.Workspace(mcfg, T, hi - lo, self.dtype)
+        elif self.shards > 1:
             self.parallel, self.ws = P.DataParallel(mcfg, T, B, self.dtype, self.shards), None
         else:
             self.parallel, self.ws = None, M.Workspace(mcfg, T, B, self.dtype)
@@ -122,7 +132,9 @@ class Trainer:
         masks = M.dropout_masks(cfg, T, B, self.dtype, self.rng)
         wmasks = M.weight_masks(cfg, self.dtype, self.rng)
         p = self.p if wmasks is None else M.drop_connect(self.p, wmasks, self.wbuf)
-        if self.parallel is not None:
+        if self.world is not None:
+            loss = self._rank_step(p, x, y, masks) / x.size
+        elif self.parallel is not None:
             loss = self.parallel.step(p, self.grad, self.g, x, y, self.state, masks) / x.size
         else:
             with blas.one_thread_products(self.one_thread):
@@ -148,6 +160,25 @@ class Trainer:
         self.smooth = loss if self.smooth is None else 0.98 * self.smooth + 0.02 * loss
         return loss
 
+    def _rank_step(self, p, x, y, masks) -> float:
+        """This rank's streams forward and backward on one thread, as DataParallel.step
+        runs its shard; then the losses and the gradient summed over the ranks in rank
+        order (DataParallel's order: shard 0, then += each other). The summed loss."""
+        lo, hi = self.rows
+        xs, ys = np.ascontiguousarray(x[:, lo:hi]), np.ascontiguousarray(y[:, lo:hi])
+        ms = None if masks is None else [m if m is None else np.ascontiguousarray(m[..., lo:hi, :])
+                                         for m in masks]
+        with blas.one_thread_products():
+            loss = M.forward(self.mcfg, p, self.ws, xs, ys, self.state.rows(lo, hi), ms,
+                             mean_over=x.size, g=self.g)
+            M.backward(self.mcfg, p, self.g, self.ws, xs, ms)
+        losses = self.world.allgather_floats([loss], "summing the loss")[:, 0]
+        total = losses[0].item()
+        for other in losses[1:]:
+            total += other.item()
+        self.world.sum_gradient(self.grad)
+        return total
+
     def _update(self, scale):
         t, lr, w, g, s = self.tcfg, self.lr, self.flat, self.grad, self.optim
         if t.optimizer == "adagrad":
@@ -169,6 +200,8 @@ class Trainer:
             return None
         streams = eval_streams(self.val_ids)
         E, N = streams.shape
+        if self.world is not None:
+            return self._rank_evaluate(streams)
         n = max(1, min(self.shards, E // P.MIN_STREAMS))
         if self._eval_ws is None or self._eval_ws[0] != (E, n):
             cut = np.linspace(0, E, n + 1).astype(int)
@@ -187,7 +220,33 @@ class Trainer:
             return _INTERRUPTED
         return total / (E * (N - 1))
 
+    def _rank_evaluate(self, streams):
+        """evaluate() across ranks: the streams split as one process with `world.size`
+        shards splits them (sharded_loss_sum), rank k taking shard k, the sums added in
+        the same order. Not interruptible: every rank must take part (a stop is agreed
+        at the next step)."""
+        E, N = streams.shape
+        n = max(1, min(self.world.size, E // P.MIN_STREAMS))
+        cut = np.linspace(0, E, n + 1).astype(int)
+        mine = 0.0
+        if self.world.rank < n:
+            lo, hi = cut[self.world.rank], cut[self.world.rank + 1]
+            if self._eval_ws is None or self._eval_ws[0] != (E, n):
+                self._eval_ws = ((E, n), None, [M.Workspace(self.mcfg, EVAL_CHUNK, hi - lo, self.dtype,
+                                                            train=False)])
+            with blas.one_thread_products():
+                mine = M.loss_sum(self.mcfg, self.eval_p, self._eval_ws[2][0], streams[lo:hi], self.dtype)
+        sums = [v.item() for v in self.world.allgather_floats([mine], "summing the validation loss")[:n, 0]]
+        total = sums[0] + sum(sums[1:]) if n > 1 else sums[0]
+        return total / (E * (N - 1))
+
     def to_checkpoint(self) -> C.Checkpoint:
+        if self.world is not None:     # every rank's own streams' state, into one
+            lo, hi = self.rows
+            for k, (h, c) in enumerate(self.world.allgather_objects(
+                    (self.state.h[:, lo:hi].copy(), self.state.c[:, lo:hi].copy()))):
+                a, b = self.world.stream_bounds(self.tcfg.batch_size)[k]
+                self.state.h[:, a:b], self.state.c[:, a:b] = h, c
         ts = {"step": self.step, "pos": self.batches.pos, "rng": self.rng.bit_generator.state,
               "best_val": None if math.isinf(self.best_val) else self.best_val,
               "last_val": self.last_val, "elapsed": self.elapsed, "chars": self.chars,
@@ -225,6 +284,18 @@ def _test_seam_hold(step, out_dir, stop):
     if step == int(at) and where in str(out_dir):
         while not stop():
             time.sleep(0.02)
+
+
+REASONS = (None, "steps", "time", "patience", "paused", "stopped", "signal")
+
+
+def _agree_reason(world, reason):
+    """Whether and why every rank stops before the next step: rank 0's reason, else the
+    first other rank's stop (a signal reaches each rank on its own)."""
+    code = REASONS.index(reason) if reason in REASONS else REASONS.index("stopped")
+    codes = world.allgather_floats([code], "agreeing to stop")[:, 0].astype(int)
+    first = codes[0] if codes[0] else next((c for c in codes[1:] if c), 0)
+    return reason if (code == first and reason is not None) else REASONS[first]
 
 
 def total_steps(trainer: Trainer, steps=None, epochs=None) -> int | None:
@@ -279,18 +350,27 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
     on_event("start", {"trainer": trainer, "final_step": final, "seconds": seconds})
 
     def save(best: bool):
-        ck = trainer.to_checkpoint()
+        ck = trainer.to_checkpoint()    # (with ranks: gathers every rank's state)
+        if not lead:
+            return
         C.save(os.path.join(out_dir, "latest.npz"), ck)
         if best:
             C.save(os.path.join(out_dir, "best.npz"), ck)
 
     def log(record):
+        if not lead:
+            return
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
+    world = trainer.world
+    lead = world is None or world.rank == 0     # the one process that writes
+
     while True:
         now = time.perf_counter()
-        if final is not None and trainer.step >= final:
+        if world is not None and world.rank > 0:
+            reason = stop.reason if stop() else None    # rank 0 decides the rest
+        elif final is not None and trainer.step >= final:
             reason = "steps"
         elif seconds is not None and now - t_start >= seconds:
             reason = "time"
@@ -300,11 +380,16 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
             reason = stop.reason
         elif at_pause():
             reason = "paused"
+        if world is not None:
+            reason = _agree_reason(world, reason)
         if reason is not None:
             break
         lr = trainer.lr
         loss = trainer.train_step()
         trainer.elapsed = elapsed0 + (time.perf_counter() - t_start)
+        if world is not None:   # rank 0's clock: every rank pauses at the same step
+            trainer.elapsed = world.from_root(trainer.elapsed)
+            world.started = True    # kernels loaded: the short deadline from now on
         smooth = trainer.smooth     # training state: a resumed run's log continues it
         window_chars += trainer.tcfg.batch_size * trainer.tcfg.seq_len
         dt = time.perf_counter() - window_t
@@ -317,7 +402,7 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
         is_eval = eval_every > 0 and trainer.step % eval_every == 0
         done = (final is not None and trainer.step >= final) or at_pause()
         if is_eval or done:
-            val = trainer.evaluate(stop)
+            val = trainer.evaluate(stop if world is None else None)
             if val is _INTERRUPTED:
                 reason = stop.reason
                 break
@@ -337,9 +422,10 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
     if saved_step != trainer.step:
         save(best=not os.path.exists(os.path.join(out_dir, "best.npz")))
     # why and where this invocation ended (a sweep reads it)
-    runs.write_status(out_dir, {"end": reason, "step": trainer.step,
-                                "elapsed": round(trainer.elapsed, 3),
-                                "best_val": None if math.isinf(trainer.best_val) else trainer.best_val})
+    if lead:
+        runs.write_status(out_dir, {"end": reason, "step": trainer.step,
+                                    "elapsed": round(trainer.elapsed, 3),
+                                    "best_val": None if math.isinf(trainer.best_val) else trainer.best_val})
     result = {"step": trainer.step, "best_val": trainer.best_val, "last_val": trainer.last_val,
               "elapsed": trainer.elapsed, "out_dir": out_dir,
               "reason": reason, "patience": patience}

@@ -98,11 +98,14 @@ def _choice(name):
               help="Threads for the matrix products and data-parallel shards  [default: all "
                    "cores]. On a machine busy with other work, --threads 1 keeps its speed where "
                    "two threads wait for each other (README, Performance).")
+@click.option("--mpi-timeout", type=finite_float(0, lo_open=True), default=None, metavar="SECONDS",
+              help="Under mpiexec: how long a process waits for the others before stopping "
+                   "them all with an error (a process that hung or died)  [default: 120]")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--preview/--no-preview", default=True, show_default=True,
               help="Show a short sample at every evaluation.")
 @click.pass_context
-def train(ctx, corpus, out, dry_run, threads, quiet, preview, **params):
+def train(ctx, corpus, out, dry_run, threads, mpi_timeout, quiet, preview, **params):
     """Train a character-level language model on CORPUS (files, or - for stdin).
 
     Writes checkpoints/<run>/latest.npz, best.npz (lowest validation loss) and
@@ -119,11 +122,16 @@ def train(ctx, corpus, out, dry_run, threads, quiet, preview, **params):
     # the options given on the command line: charrnn.train() fills in the rest, from the
     # same table as this command's defaults
     options = given_options(ctx, params)
+    from charrnn import distributed
+    if distributed.env_size() > 1:    # one of mpiexec's processes: rank 0 alone shows anything
+        quiet = quiet or distributed.env_rank() > 0
+        if threads is None:             # one thread a process: run a process a core
+            threads = 1
     if threads is not None:
         _set_threads(threads)
     from charrnn import api, runs
     from charrnn.cli.progress import TrainDisplay, summary
-    display = TrainDisplay(quiet=quiet, preview=runs.preview_sampler() if preview else None)
+    display = TrainDisplay(quiet=quiet, preview=runs.preview_sampler() if preview and not quiet else None)
 
     def on_event(kind, info):
         if kind == "warning":
@@ -136,9 +144,20 @@ def train(ctx, corpus, out, dry_run, threads, quiet, preview, **params):
     with api_usage_errors():
         try:
             run = api.train(list(corpus), out, callback=on_event, handle_signals=True, dry_run=dry_run,
-                            meta={"command": "charrnn " + " ".join(sys.argv[1:])}, **options)
+                            meta={"command": "charrnn " + " ".join(sys.argv[1:])},
+                            mpi_timeout=mpi_timeout, **options)
+        except Exception as e:
+            if distributed.quiet(e):    # rank 0 reports it for every process
+                sys.exit(e.exit_code)
+            raise
         finally:
             display.on_done({})
+    if distributed.env_rank() > 0:
+        s = run.summary
+        if s is not None and s["signal"] is not None:
+            import signal
+            sys.exit(130 if s["signal"] == signal.SIGINT else 143)
+        return
     if dry_run:
         import json
         click.echo(json.dumps(run.settings, indent=2))
