@@ -31,14 +31,24 @@ class Server:
             text=True)
         self.lines, self.stderr = queue.Queue(), []
         threading.Thread(target=self._read, daemon=True).start()
-        while True:
-            line = self.lines.get(timeout=120)
-            assert line is not None, f"the server ended: {''.join(self.stderr)}"
-            m = re.search(r"at http://127\.0\.0\.1:(\d+)/ ", line)
-            if m:
-                self.port = int(m.group(1))
-                break
+        try:
+            while True:
+                line = self.lines.get(timeout=120)
+                assert line is not None, f"the server ended: {''.join(self.stderr)}"
+                m = re.search(r"at http://127\.0\.0\.1:(\d+)/ ", line)
+                if m:
+                    self.port = int(m.group(1))
+                    break
+        except BaseException:
+            self.kill()
+            raise
         self.url = f"http://127.0.0.1:{self.port}/"
+
+    def kill(self):
+        """Whatever happened in a test, no server is left running."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def _read(self):
         for line in self.proc.stderr:
@@ -79,15 +89,19 @@ def run(tmp_path_factory, bundled_text):
 def server(run):
     s = Server(run, "--api-key", KEY, "--max-tokens", "10000000", "--max-n", "4",
                "--max-prompt", "100", "--max-body", "4096", "--max-concurrent", "4")
-    yield s
-    # SIGTERM while a stream runs: the server closes cleanly, exit 143 (Ctrl-C: 130, the
-    # same handler)
-    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
-    conn.request("POST", "/v1/completions", json.dumps({"max_tokens": 10_000_000, "stream": True}),
-                 {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
-    assert conn.getresponse().readline().startswith(b"data: ")
-    assert s.stop(signal.SIGTERM) == 143
-    assert s.stderr[-1] == "stopped\n" and "Traceback" not in "".join(s.stderr)
+    try:
+        yield s
+        # SIGTERM while a stream runs: the server closes cleanly, exit 143 (Ctrl-C: 130,
+        # the same handler)
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+        conn.request("POST", "/v1/completions",
+                     json.dumps({"max_tokens": 10_000_000, "stream": True}),
+                     {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+        assert conn.getresponse().readline().startswith(b"data: ")
+        assert s.stop(signal.SIGTERM) == 143
+        assert s.stderr[-1] == "stopped\n" and "Traceback" not in "".join(s.stderr)
+    finally:
+        s.kill()
 
 
 @pytest.fixture(scope="module")
