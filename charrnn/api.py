@@ -287,7 +287,7 @@ def train(corpus, out=None, *, callback=None, stop=None, handle_signals=False, d
     options: train's options by keyword, each as `charrnn train --OPTION` (docs/api.md):
     model, hidden, layers, dropout, dropout_kind, wdrop, avg_decay, batch_size, seq_len,
     optimizer, lr, schedule, warmup, min_lr, clip, steps, epochs, time ("5m" or seconds),
-    plan, pause_at, patience, eval_every, val_frac, resume (a checkpoint or run folder to
+    plan, pause_at, patience, eval_every, val_frac, val_max_chars, resume (a checkpoint or run folder to
     continue), seed, dtype, encoding, max_chars, max_stream_bytes, cache.
 
     callback(kind, info): progress, in the training thread: "log" and "warning"

@@ -394,6 +394,9 @@ def _check_config(m: ModelConfig, t: TrainConfig, label):
                                 ("warmup", t.warmup, 0, MAX_COUNT), ("val_frac", t.val_frac, 0, 1)]:
         if not num(value) or not lo <= value <= hi or (name == "lr" and value == 0):
             problems.append(f"{name} {value!r} out of range")
+    vmax = getattr(t, "val_max_chars", None)
+    if vmax is not None and (not isinstance(vmax, int) or isinstance(vmax, bool) or vmax < 1):
+        problems.append(f"val_max_chars {vmax!r} out of range")
     if t.patience is not None and (not isinstance(t.patience, int) or t.patience < 1):
         problems.append(f"patience {t.patience!r} out of range")
     # the bounds a resumed run continues to

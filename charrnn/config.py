@@ -45,13 +45,14 @@ TRAIN_OPTIONS = {
     # for how long
     "steps": None, "epochs": None, "time": None, "plan": None, "pause_at": None,
     "patience": DEFAULT_PATIENCE, "eval_every": 200, "val_frac": 0.1,
+    "val_max_chars": 10_000_000,
     # the run and its text
     "resume": None, "seed": 1234, "dtype": "float32", "encoding": "utf-8",
     "max_chars": 4_000_000_000, "max_stream_bytes": None, "cache": True,
 }
 # the options a checkpoint fixes: resuming with another value is refused
 ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dropout_kind", "wdrop", "dtype", "batch_size",
-                "seq_len", "optimizer", "val_frac", "seed")
+                "seq_len", "optimizer", "val_frac", "val_max_chars", "seed")
 # the options a resumed run may change (besides its bound, lr and eval_every)
 RESUME_OPTIONS = ("schedule", "warmup", "min_lr", "clip", "patience", "avg_decay")
 
@@ -66,7 +67,7 @@ def train_defaults() -> tuple[dict, dict]:
     train = {"batch_size": d["batch_size"], "seq_len": d["seq_len"], "optimizer": d["optimizer"],
              "lr": lr, "clip": d["clip"], "schedule": DEFAULT_SCHEDULE[d["optimizer"]],
              "warmup": d["warmup"], "min_lr": lr / 10, "patience": d["patience"],
-             "avg_decay": d["avg_decay"]}
+             "avg_decay": d["avg_decay"], "val_max_chars": d["val_max_chars"]}
     return model, train
 
 
@@ -145,7 +146,8 @@ def build_configs(options: dict, vocab_size: int | None = None, plan: dict | Non
                        dropout_kind=pick("dropout_kind"), wdrop=pick("wdrop"))
     tcfg = TrainConfig(batch_size=pick("batch_size"), seq_len=pick("seq_len"), optimizer=optimizer,
                        lr=lr, clip=pick("clip"), steps=steps, epochs=epochs, time=seconds,
-                       eval_every=pick("eval_every"), val_frac=pick("val_frac"), seed=pick("seed"),
+                       eval_every=pick("eval_every"), val_frac=pick("val_frac"),
+                       val_max_chars=pick("val_max_chars"), seed=pick("seed"),
                        dtype=pick("dtype"), warmup=warmup,
                        schedule=pick("schedule") or DEFAULT_SCHEDULE[optimizer],
                        min_lr=pick("min_lr") if pick("min_lr") is not None else lr / 10,
@@ -205,6 +207,9 @@ class TrainConfig:
     min_lr: float = 0.0
     patience: int | None = None  # evaluations without a new best before stopping
     avg_decay: float | None = None  # exponential moving average of the weights (None: none)
+    # validation reads at most this many characters, the start of the held-out text (None:
+    # all of it, as runs before the bound did); train's default bounds only large corpora
+    val_max_chars: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

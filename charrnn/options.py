@@ -19,7 +19,7 @@ from charrnn.errors import UsageError
 # the bounds of train's whole-number options (the command's click.IntRange too)
 INT_RANGES = {"hidden": (1, 8192), "layers": (1, 16), "batch_size": (1, 100_000),
               "seq_len": (1, 100_000), "steps": (0, None), "eval_every": (0, None),
-              "seed": (0, None), "max_chars": (1, None)}
+              "seed": (0, None), "max_chars": (1, None), "val_max_chars": (1, None)}
 CHOICES = {"model": CELLS, "dropout_kind": DROPOUT_KINDS, "optimizer": OPTIMIZERS,
            "schedule": SCHEDULES, "dtype": DTYPES}
 

@@ -42,6 +42,9 @@ class Trainer:
         self.meta = dict(meta or {})
         self.dtype = np.dtype(tcfg.dtype)
         self.train_ids, self.val_ids = split(ids, tcfg.val_frac)
+        self.val_held = len(self.val_ids)   # held out; validation reads the first val_max_chars
+        if tcfg.val_max_chars is not None:
+            self.val_ids = self.val_ids[:tcfg.val_max_chars]
         B, T = tcfg.batch_size, tcfg.seq_len
         self.batches = Batches(self.train_ids, B, T)
         self.world = world

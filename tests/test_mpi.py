@@ -96,21 +96,37 @@ def _ranks(mark) -> dict:
     return found
 
 
-def _held(corpus, out, *args):
-    """2 ranks that hold, saved, at step 20; and {rank: pid}."""
-    proc = subprocess.Popen(_cmd(2, corpus, *OPTIONS, "--out", out, *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE,
-                            env=_env(CHARRNN_TEST_HOLD_AT_STEP=f"20:{out.name}",
-                                     CHARRNN_TEST_MARK=out.name))
-    _wait_for_step(out, 20, proc)
-    ranks = _ranks(out.name)
-    assert sorted(ranks) == [0, 1]
-    return proc, ranks
+@pytest.fixture
+def held():
+    """start(corpus, out, *args): 2 ranks that hold, saved, at step 20 -> (mpiexec's Popen,
+    {rank: pid}); whatever a test leaves running is killed after it."""
+    started = []
+
+    def start(corpus, out, *args):
+        proc = subprocess.Popen(_cmd(2, corpus, *OPTIONS, "--out", out, *args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                env=_env(CHARRNN_TEST_HOLD_AT_STEP=f"20:{out.name}",
+                                         CHARRNN_TEST_MARK=out.name))
+        started.append((proc, out.name))
+        _wait_for_step(out, 20, proc)
+        ranks = _ranks(out.name)
+        assert sorted(ranks) == [0, 1]
+        return proc, ranks
+    yield start
+    for proc, mark in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for pid in _ranks(mark).values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
-def test_two_ranks_interrupted_and_resumed_equal_one_process_with_two_shards(corpus, one_process):
+def test_two_ranks_interrupted_and_resumed_equal_one_process_with_two_shards(corpus, one_process, held):
     out = corpus.parent / "held"
-    proc, _ = _held(corpus, out)
+    proc, _ = held(corpus, out)
     proc.send_signal(signal.SIGINT)                 # Ctrl-C: mpiexec passes it to every rank
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()
@@ -131,9 +147,9 @@ def test_two_ranks_interrupted_and_resumed_equal_one_process_with_two_shards(cor
     assert sorted(os.listdir(out)) == sorted(os.listdir(one_process))
 
 
-def test_a_killed_rank_stops_the_other_with_the_checkpoint_intact(corpus, one_process):
+def test_a_killed_rank_stops_the_other_with_the_checkpoint_intact(corpus, one_process, held):
     out = corpus.parent / "killed"
-    proc, ranks = _held(corpus, out)
+    proc, ranks = held(corpus, out)
     saved = (out / "latest.npz").read_bytes()
     t = time.monotonic()
     os.kill(ranks[1], signal.SIGKILL)
@@ -148,9 +164,9 @@ def test_a_killed_rank_stops_the_other_with_the_checkpoint_intact(corpus, one_pr
     assert not [n for n in os.listdir(out) if n.startswith(".tmp")]
 
 
-def test_a_hung_rank_stops_the_others_after_the_timeout(corpus):
+def test_a_hung_rank_stops_the_others_after_the_timeout(corpus, held):
     out = corpus.parent / "hung"
-    proc, ranks = _held(corpus, out, "--mpi-timeout", "3")
+    proc, ranks = held(corpus, out, "--mpi-timeout", "3")
     os.kill(ranks[1], signal.SIGSTOP)       # hangs: it never answers again
     os.kill(ranks[0], signal.SIGTERM)       # rank 0 leaves the hold and waits for rank 1
     t = time.monotonic()

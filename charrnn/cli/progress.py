@@ -46,10 +46,13 @@ class TrainDisplay:
         self.seconds = info["seconds"]
         self.first = None       # (step, seconds) at the first step, which includes loading the kernels
         self.write(f"{m.model} {m.layers}x{m.hidden}, {num_params(m):,} parameters, vocabulary {m.vocab_size}; "
-                   f"{len(t.train_ids):,} training / {len(t.val_ids):,} validation chars; "
+                   f"{len(t.train_ids):,} training / {len(t.val_ids):,} validation chars"
+                   + (f" (the first of {t.val_held:,} held out: --val-max-chars)"
+                      if len(t.val_ids) < getattr(t, "val_held", 0) else "") + "; "
                    f"B={tc.batch_size} T={tc.seq_len} {tc.optimizer} lr={tc.lr:g} {tc.dtype}, "
                    f"{'MKL' if BLAS == 'mkl' else 'OpenBLAS'}"
                    + (f", {t.shards} threads data-parallel" if t.shards > 1 else "")
+                   + (f", {t.world.size} MPI processes" if getattr(t, "world", None) else "")
                    + (f"; resuming at step {t.step}" if t.step else ""))
         if self.quiet or self.plain:
             return

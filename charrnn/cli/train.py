@@ -80,6 +80,10 @@ def _choice(name):
               help="Evaluate on the validation text and save every K steps (0 = only at the end).")
 @click.option("--val-frac", type=finite_float(0), default=DEFAULTS["val_frac"], show_default=True,
               help="Fraction of the text, at its end, held out for validation.")
+@click.option("--val-max-chars", type=_int("val_max_chars"), default=DEFAULTS["val_max_chars"],
+              show_default=True,
+              help="Validate on at most this many characters, the start of the held-out text, so "
+                   "that evaluating a large corpus stays cheap; smaller splits are read whole.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder  [default: checkpoints/<corpus>-<model>-<time>]")
 @click.option("--resume", type=click.Path(), default=None,
