@@ -28,7 +28,8 @@ from charrnn.errors import CharrnnError, DataError, UsageError
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
 TIMEOUT = 120.0     # seconds a rank waits for the others in a collective (--mpi-timeout)
-START_TIMEOUT = 900.0   # the same before the first step is done: ranks load (or compile) kernels
+START_TIMEOUT = 900.0   # the same until the first evaluation: ranks load (or compile) kernels
+SPIN = 1.0          # seconds a wait polls without sleeping
 INSTALL = 'pip install "charrnn[mpi]"'
 
 
@@ -89,7 +90,7 @@ class World:
         self.MPI, self.comm, self.timeout = MPI, comm, timeout
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.out = None     # the run folder, named in a failure's message
-        self.started = False    # set after the first step: the short deadline applies from then
+        self.started = False    # set after the first evaluation: the short deadline from then
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -99,14 +100,17 @@ class World:
             return
         start = time.perf_counter()
         limit = self.timeout if self.started else max(self.timeout, START_TIMEOUT)
-        spin_until = start + 0.002      # spin first: a step's collectives are short
+        # spin, as MPI's blocking calls do: a large buffer moves in pieces, each needing a
+        # Test (sleeping between them made a 40 MB sum 20x slower); past SPIN seconds the
+        # other side is busy (rank 0 saving, say), so sleep between Tests
+        spin_until = start + SPIN
         while not req.Test():
             now = time.perf_counter()
             if now - start > limit:
                 self.abort(f"rank {self.rank}: no answer from the other ranks within "
                            f"{limit:g} s ({what}): one hung or died")
             if now > spin_until:
-                time.sleep(0.0002)
+                time.sleep(0.0005)
 
     def abort(self, message):
         """Stop every rank: one line from this one, then MPI_Abort (exit status 1)."""

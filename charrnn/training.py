@@ -50,7 +50,7 @@ class Trainer:
         self.world = world
         if world is not None:
             self.rows = world.stream_bounds(B)[world.rank]
-            self.shards = 1
+            self.shards = 1     # (one thread a rank, as the command sets it: shard k of N)
         else:
             self.shards = P.shard_count(mcfg, B, self.dtype) if shards is None else max(1, min(shards, B))
         if world is not None:
@@ -60,7 +60,8 @@ class Trainer:
             self.parallel, self.ws = P.DataParallel(mcfg, T, B, self.dtype, self.shards), None
         else:
             self.parallel, self.ws = None, M.Workspace(mcfg, T, B, self.dtype)
-        self.one_thread = self.shards == 1 and P.one_thread(mcfg, B)
+        self.one_thread = self.shards == 1 and P.one_thread(mcfg, B if world is None else
+                                                            self.rows[1] - self.rows[0])
         self.state = M.State(mcfg, B, self.dtype)
         self.grad = np.zeros(M.num_params(mcfg), self.dtype)
         self.g = M.views(self.grad, mcfg)
@@ -164,14 +165,15 @@ class Trainer:
         return loss
 
     def _rank_step(self, p, x, y, masks) -> float:
-        """This rank's streams forward and backward on one thread, as DataParallel.step
-        runs its shard; then the losses and the gradient summed over the ranks in rank
-        order (DataParallel's order: shard 0, then += each other). The summed loss."""
+        """This rank's streams forward and backward (on one thread, as the command runs a
+        rank: as DataParallel.step runs its shard); then the losses and the gradient summed
+        over the ranks in rank order (DataParallel's: shard 0, then += each other). Returns
+        the summed loss."""
         lo, hi = self.rows
         xs, ys = np.ascontiguousarray(x[:, lo:hi]), np.ascontiguousarray(y[:, lo:hi])
         ms = None if masks is None else [m if m is None else np.ascontiguousarray(m[..., lo:hi, :])
                                          for m in masks]
-        with blas.one_thread_products():
+        with blas.one_thread_products(self.one_thread):
             loss = M.forward(self.mcfg, p, self.ws, xs, ys, self.state.rows(lo, hi), ms,
                              mean_over=x.size, g=self.g)
             M.backward(self.mcfg, p, self.g, self.ws, xs, ms)
@@ -237,7 +239,7 @@ class Trainer:
             if self._eval_ws is None or self._eval_ws[0] != (E, n):
                 self._eval_ws = ((E, n), None, [M.Workspace(self.mcfg, EVAL_CHUNK, hi - lo, self.dtype,
                                                             train=False)])
-            with blas.one_thread_products():
+            with blas.one_thread_products(n > 1):     # as sharded_loss_sum, or loss_sum
                 mine = M.loss_sum(self.mcfg, self.eval_p, self._eval_ws[2][0], streams[lo:hi], self.dtype)
         sums = [v.item() for v in self.world.allgather_floats([mine], "summing the validation loss")[:n, 0]]
         total = sums[0] + sum(sums[1:]) if n > 1 else sums[0]
@@ -392,7 +394,6 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
         trainer.elapsed = elapsed0 + (time.perf_counter() - t_start)
         if world is not None:   # rank 0's clock: every rank pauses at the same step
             trainer.elapsed = world.from_root(trainer.elapsed)
-            world.started = True    # kernels loaded: the short deadline from now on
         smooth = trainer.smooth     # training state: a resumed run's log continues it
         window_chars += trainer.tcfg.batch_size * trainer.tcfg.seq_len
         dt = time.perf_counter() - window_t
@@ -418,6 +419,8 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
             saved_step = trainer.step
             _test_seam_hold(trainer.step, out_dir, stop)
             on_event("eval", {**info, "val_loss": val, "best": improved, "trainer": trainer})
+            if world is not None:   # every kernel loaded (training, evaluation, previews):
+                world.started = True    # the short deadline from now on
         if is_eval or done or trainer.step % log_every == 0:
             log({"step": trainer.step, "train_loss": smooth,
                  "val_loss": trainer.last_val if (is_eval or done) else None,
