@@ -41,7 +41,8 @@ SIZES = [10_000, 100_000, 1_000_000, 3_300_000, 10_000_000]   # float32 gradient
 
 
 def mpiexec(n):
-    return [shutil.which("mpiexec"), "-iface", "lo", "-host", "localhost", "-n", str(n)]
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")   # the mpich wheel's
+    return [beside if os.access(beside, os.X_OK) else shutil.which("mpiexec"), "-iface", "lo", "-host", "localhost", "-n", str(n)]
 
 
 def train_speed(corpus, hidden, layers, B, T, steps, skip, how, folder) -> float:

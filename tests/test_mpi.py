@@ -22,7 +22,9 @@ import pytest
 from conftest import BUNDLED
 
 pytest.importorskip("mpi4py")
-MPIEXEC = shutil.which("mpiexec")
+# the mpiexec the mpich wheel put beside this Python (whatever PATH says), else PATH's
+_BESIDE = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+MPIEXEC = _BESIDE if os.access(_BESIDE, os.X_OK) else shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install 'charrnn[mpi]')")
 
 # nothing but loopback: Hydra's own connections on lo, and the transports told so too
