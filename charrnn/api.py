@@ -399,7 +399,16 @@ def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta
                     plan = plan_run(seconds, int((1.0 - val_frac) * len(data.ids)), len(data.vocab), o,
                                     dtype=o.get("dtype", "float32"),
                                     log=lambda m: emit("log", {"message": m}))
-                mcfg, tcfg = build_configs(o, len(data.vocab), plan.settings if plan else None)
+                chosen = plan.settings if plan else None
+                if plan is None:    # a step- or epoch-bound run over its text many times
+                    from charrnn.planner import run_regularisation
+                    n_train = int((1.0 - o.get("val_frac", 0.1)) * len(data.ids))
+                    reg = run_regularisation(o, steps, epochs, n_train, len(data.vocab))
+                    if reg:
+                        emit("log", {"message": f"dropout {reg['dropout']:g}, wdrop {reg['wdrop']:g}: "
+                                                f"{reg.pop('why')} (--wdrop 0 turns it off)"})
+                        chosen = reg
+                mcfg, tcfg = build_configs(o, len(data.vocab), chosen)
             meta = {"corpus": [os.path.basename(c) if c != "-" else "<stdin>" for c in paths],
                     "corpus_chars": int(len(data.ids)), "corpus_bytes": int(data.nbytes),
                     "fingerprint": fingerprint, "command": _call_text(paths, o),

@@ -10,8 +10,10 @@ The rules, each measured on tinyshakespeare (docs/quality.md):
   - a budget that holds the default run (its model's speed measured here) trains at
     least the default model, so it never plans worse than `charrnn train` with no options;
   - locked dropout and DropConnect on Wh from the number of passes over the text the
-    budget allows (none below REG_EPOCHS[0]); a weight average (AVG_DECAY) always;
+    budget allows, for a model large enough to memorise it (regularisation(): REG_PASSES,
+    MEMORISING; the same rule sets a step-bound run's); a weight average (AVG_DECAY) always;
   - the optimizer: PLANNED_OPTIMIZER (see its comment); the user's --optimizer wins;
+  - Adagrad at PLANNED_ADAGRAD_LR (with B >= 32);
   - the wsd schedule to the end of the budget, warm-up of WARMUP steps (or 5% of the
     run if that is fewer), about EVALS evaluations per run, early stopping after
     PATIENCE evaluations without a new best.
@@ -30,12 +32,16 @@ from charrnn.config import (DEFAULT_AVG_DECAY, DEFAULT_LR, DEFAULT_SCHEDULE, DEF
 CANDIDATES = [(1, 64), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512)]
 MIN_CHARS_PER_PARAM = 8.0
 MAX_PARAMS_PER_CHAR = 2.0
-# from this many passes over the text, this (locked) dropout and DropConnect on Wh.
-# Regularisation only pays once the model would overfit (docs/quality.md): at the default
-# run's 6 passes over tinyshakespeare, locked dropout 0.1 cost 0.029 nats and wdrop 0.2
-# 0.024; over 18 passes of a 250 KB text (best after 7 without), locked 0.2 + wdrop 0.2
-# gained 0.062 (1.4686 against 1.5303; per-step dropout 0.2 gained 0.023)
-REG_EPOCHS = [(10, 0.1, 0.1), (15, 0.2, 0.2), (20, 0.25, 0.25)]
+# Regularisation, for a model that can memorise its text (at least MEMORISING parameters
+# per training character): from this many passes over the text, this (locked) dropout and
+# DropConnect on Wh. Fitted by sweeps (docs/quality.md, bench/results/*sweep*): a 2x256
+# LSTM on tinyshakespeare (0.87 parameters per character) at lr 0.08, 8.6 passes: wdrop 0.2
+# 1.4469, 0.1 1.4489, none 1.4666 (over-fitting from 5 passes); at 6.1 passes (the default
+# run) wdrop 0.2 did not pay: median 1.4762 over 3 seeds against 1.4727; 18 passes over 225k
+# characters (3.9 per character): wdrop 0.3 alone 1.4644, dropout 0.2 + wdrop 0.2 1.4686,
+# none 1.5303; a 2x128 LSTM (0.24 per character) at 6.3 passes: wdrop 0.2 cost 0.04
+REG_PASSES = [(8, 0.0, 0.2), (12, 0.0, 0.3)]
+MEMORISING = 0.6
 # the weight average of every plan (the default run with it: 1.4727 against 1.4754)
 AVG_DECAY = DEFAULT_AVG_DECAY
 # `charrnn train` with no options: the model, and the steps it trains for
@@ -43,7 +49,13 @@ DEFAULT_MODEL = (TRAIN_OPTIONS["layers"], TRAIN_OPTIONS["hidden"])
 START_UP_SECONDS = 5.0   # loading, compiling and planning, beside training and evaluating
 EVALS = 12
 PATIENCE = 5
-WARMUP = 100
+WARMUP = 200
+# Adagrad's rate in a plan (B >= 32): 0.08 against 0.05, 2x128 LSTM, 3,100 steps (the 60 s
+# plan): 1.5352 against 1.5941; 2x256 at 4,200 steps (300 s) with wdrop 0.2: 1.4469. With a
+# 100-step warm-up, 0.08 left one run of six on the unigram plateau for 228 steps; with 200
+# steps none of four (bench/plateau.py). With fewer streams it spiked (B=16: back up to the
+# unigram loss at step 180), so a plan with a smaller batch keeps the default rate.
+PLANNED_ADAGRAD_LR = 0.08
 EVAL_SHARE = 0.05        # of the budget, spent evaluating (measured 3-5%)
 TIMING_SECONDS = 0.4     # per candidate, after one untimed step
 # Adagrad (lr 0.05, warm-up) against Adam (lr 2e-3): 1.71 vs 1.93 after 1500 steps of a
@@ -136,22 +148,18 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
         reasons.append(f"{name}: the largest that sees {chars / 1e6:.1f}M chars, {chars / P:.0f} per "
                        f"parameter, in the budget{why}")
     settings = {"model": cell, "hidden": H, "layers": L, "batch_size": B, "seq_len": T}
-    dropout = wdrop = 0.0
-    for e, d, w in REG_EPOCHS:
-        if epochs >= e:
-            dropout, wdrop = d, w
+    dropout, wdrop, why = regularisation(P, epochs, n_train)
     settings["dropout"] = given.get("dropout", dropout)
     settings["wdrop"] = given.get("wdrop", wdrop)
-    reasons.append(f"dropout {settings['dropout']:g}, wdrop {settings['wdrop']:g}: about {epochs:.1f} "
-                   f"passes over the {n_train / 1e6:.2f}M training chars" +
-                   (" (your --dropout/--wdrop)" if "dropout" in given or "wdrop" in given else
-                    f" (regularised from {REG_EPOCHS[0][0]} passes on)" if dropout == 0 else ""))
+    reasons.append(f"dropout {settings['dropout']:g}, wdrop {settings['wdrop']:g}: " +
+                   ("your --dropout/--wdrop" if "dropout" in given or "wdrop" in given else why))
     settings["avg_decay"] = given.get("avg_decay", AVG_DECAY)
     if settings["avg_decay"] is not None:
         reasons.append(f"weight average, decay {settings['avg_decay']:g}: validation and best.npz use it")
     opt = given.get("optimizer", PLANNED_OPTIMIZER)
     settings["optimizer"] = opt
-    settings["lr"] = given.get("lr", DEFAULT_LR[opt])
+    planned_lr = PLANNED_ADAGRAD_LR if opt == "adagrad" and B >= 32 else DEFAULT_LR[opt]
+    settings["lr"] = given.get("lr", planned_lr)
     reasons.append(f"{opt} lr {settings['lr']:g}" + (
         ": your --optimizer" if "optimizer" in given else
         f": {OPTIMIZER_REASON}" + ("" if opt == "adagrad" else " (--optimizer adagrad keeps Adagrad)")))
@@ -171,6 +179,39 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
         for r in reasons:
             log(f"  - {r}")
     return plan
+
+
+def regularisation(params, passes, n_train) -> tuple[float, float, str]:
+    """(dropout, wdrop, why) for a model of `params` parameters that sees its n_train
+    training characters `passes` times (REG_PASSES, MEMORISING): the planner's rule, and
+    a step- or epoch-bound run's when it is given neither --dropout nor --wdrop."""
+    dropout = wdrop = 0.0
+    per_char = params / max(1, n_train)
+    if per_char >= MEMORISING:
+        for p, d, w in REG_PASSES:
+            if passes >= p:
+                dropout, wdrop = d, w
+    why = f"about {passes:.1f} passes over the {n_train / 1e6:.2f}M training chars, {per_char:.2f} " \
+          f"parameters per char"
+    if per_char < MEMORISING:
+        return dropout, wdrop, why + f" (regularised from {MEMORISING:g} per char)"
+    return dropout, wdrop, why + ("" if wdrop else f" (regularised from {REG_PASSES[0][0]} passes)")
+
+
+def run_regularisation(options, steps, epochs, n_train, V) -> dict:
+    """The dropout and wdrop of a run bound by steps or epochs and not planned, when its
+    options give neither: {} when they do, or when its passes are not known ahead (a time
+    budget without the planner). Logged by the caller with its reason under "why"."""
+    if "dropout" in options or "wdrop" in options or (steps is None and epochs is None):
+        return {}
+    from charrnn.config import TRAIN_OPTIONS as D
+    cell, L, H = (options.get(k, D[k]) for k in ("model", "layers", "hidden"))
+    B, T = options.get("batch_size", D["batch_size"]), options.get("seq_len", D["seq_len"])
+    passes = epochs if epochs is not None else steps * B * T / max(1, n_train)
+    dropout, wdrop, why = regularisation(param_count(cell, L, H, V), passes, n_train)
+    if not (dropout or wdrop):
+        return {}
+    return {"dropout": dropout, "wdrop": wdrop, "why": why}
 
 
 def default_run_seconds(cps, B=32, T=64) -> float:

@@ -60,12 +60,38 @@ def test_a_small_corpus_caps_the_model_and_gets_regularised():
     assert planner.param_count("lstm", small.settings["layers"], small.settings["hidden"], 65) \
         <= planner.MAX_PARAMS_PER_CHAR * 200_000
     assert small.settings["hidden"] < big.settings["hidden"]
-    assert small.settings["dropout"] > 0 and small.settings["wdrop"] > 0   # many passes over a small text
-    assert plan(60, 50_000_000).settings["dropout"] == 0     # far less than one pass
+    assert small.settings["wdrop"] > 0                      # many passes over a small text
+    assert plan(60, 50_000_000).settings["wdrop"] == 0      # far less than one pass
     # a long budget on a small text: the default model, strongly regularised
     long = plan(1800, 200_000).settings
     assert (long["layers"], long["hidden"]) == planner.DEFAULT_MODEL
-    assert (long["dropout"], long["wdrop"]) == planner.REG_EPOCHS[-1][1:]
+    assert (long["dropout"], long["wdrop"]) == planner.REG_PASSES[-1][1:]
+
+
+def test_regularisation_only_for_a_model_that_can_memorise_its_text_and_sees_it_often():
+    """The rule fitted by sweeps (docs/quality.md): a 2x256 LSTM on tinyshakespeare (0.87
+    parameters per training char) from 8 passes; never a 2x128 (0.24 per char)."""
+    n = 1_000_000
+    P256, P128 = (planner.param_count("lstm", 2, h, 65) for h in (256, 128))
+    first, more = planner.REG_PASSES[0][0], planner.REG_PASSES[1][0]
+    assert planner.regularisation(P256, first - 0.1, n)[:2] == (0.0, 0.0)
+    assert planner.regularisation(P256, first, n)[:2] == planner.REG_PASSES[0][1:]
+    assert planner.regularisation(P256, more + 1, n)[:2] == planner.REG_PASSES[1][1:]
+    assert planner.regularisation(P128, 100, n)[:2] == (0.0, 0.0)
+    assert "6.1 passes" in planner.regularisation(P256, 6.1, n)[2]
+
+
+@pytest.mark.parametrize("options,steps,epochs,want", [
+    ({}, 3000, None, None),                               # the default run: 6.1 passes of 1M chars
+    ({}, 4200, None, planner.REG_PASSES[0][1:]),          # 8.6 passes
+    ({}, None, 9.0, planner.REG_PASSES[0][1:]),
+    ({}, None, None, None),                               # a time budget with --no-plan: unknown
+    ({"wdrop": 0.0}, 5000, None, None),                   # the user's own choice
+    ({"dropout": 0.3}, 5000, None, None),
+    ({"hidden": 128}, 5000, None, None)])                 # too small to memorise the text
+def test_a_step_bound_run_is_regularised_by_the_same_rule(options, steps, epochs, want):
+    got = planner.run_regularisation(options, steps, epochs, 1_000_000, 65)
+    assert (got["dropout"], got["wdrop"]) == want if want else got == {}
 
 
 BUDGETS = [20, 40, 60, 120, 180, 240, 300, 600, 900, 1800, 3600, 7200]
@@ -108,12 +134,19 @@ def test_planner_constants_match_the_train_defaults():
     assert planner.DEFAULT_MODEL == (m["layers"], m["hidden"]) and planner.DEFAULT_STEPS == DEFAULT_STEPS
 
 
+def test_adagrad_plans_its_higher_rate_only_with_the_batch_it_was_measured_at():
+    assert plan(300, 1_000_000).settings["lr"] == planner.PLANNED_ADAGRAD_LR
+    assert plan(300, 1_000_000, {"batch_size": 16}).settings["lr"] == planner.DEFAULT_LR["adagrad"]
+    assert plan(300, 1_000_000, {"lr": 0.01}).settings["lr"] == 0.01
+    assert plan(300, 1_000_000, {"optimizer": "adam"}).settings["lr"] == planner.DEFAULT_LR["adam"]
+
+
 def test_schedule_eval_and_optimizer_choices():
     p = plan(300, 1_000_000)
     s = p.settings
-    from charrnn.config import DEFAULT_LR, DEFAULT_SCHEDULE
+    from charrnn.config import DEFAULT_SCHEDULE
     opt = planner.PLANNED_OPTIMIZER
-    assert s["optimizer"] == opt and s["lr"] == DEFAULT_LR[opt] and s["schedule"] == DEFAULT_SCHEDULE[opt]
+    assert s["optimizer"] == opt and s["lr"] == planner.PLANNED_ADAGRAD_LR and s["schedule"] == DEFAULT_SCHEDULE[opt]
     steps = SPEEDS[s["hidden"]] * 300 * (1 - planner.EVAL_SHARE) / (32 * 64)
     assert 6 < steps / s["eval_every"] < 30      # about a dozen evaluations
     assert s["patience"] == planner.PATIENCE
