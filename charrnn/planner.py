@@ -204,9 +204,8 @@ def run_regularisation(options, steps, epochs, n_train, V) -> dict:
     budget without the planner). Logged by the caller with its reason under "why"."""
     if "dropout" in options or "wdrop" in options or (steps is None and epochs is None):
         return {}
-    from charrnn.config import TRAIN_OPTIONS as D
-    cell, L, H = (options.get(k, D[k]) for k in ("model", "layers", "hidden"))
-    B, T = options.get("batch_size", D["batch_size"]), options.get("seq_len", D["seq_len"])
+    cell, L, H, B, T = (options.get(k, TRAIN_OPTIONS[k]) for k in ("model", "layers", "hidden",
+                                                                   "batch_size", "seq_len"))
     passes = epochs if epochs is not None else steps * B * T / max(1, n_train)
     dropout, wdrop, why = regularisation(param_count(cell, L, H, V), passes, n_train)
     if not (dropout or wdrop):

@@ -242,8 +242,7 @@ class Trainer:
             with blas.one_thread_products(n > 1):     # as sharded_loss_sum, or loss_sum
                 mine = M.loss_sum(self.mcfg, self.eval_p, self._eval_ws[2][0], streams[lo:hi], self.dtype)
         sums = [v.item() for v in self.world.allgather_floats([mine], "summing the validation loss")[:n, 0]]
-        total = sums[0] + sum(sums[1:]) if n > 1 else sums[0]
-        return total / (E * (N - 1))
+        return (sums[0] + sum(sums[1:])) / (E * (N - 1))     # sharded_loss_sum's order
 
     def to_checkpoint(self) -> C.Checkpoint:
         if self.world is not None:     # every rank's own streams' state, into one
