@@ -393,16 +393,13 @@ def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta
                                     f"({len(data.ids):,} chars now, {_count(ck.meta.get('corpus_chars'))} "
                                     f"then); resume with the same files, or start a new run")
             else:
+                from charrnn.planner import plan_run, run_regularisation
+                n_train = int((1.0 - o.get("val_frac", 0.1)) * len(data.ids))
                 if seconds is not None and o.get("plan") is not False and world is None:
-                    from charrnn.planner import plan_run
-                    val_frac = o.get("val_frac", 0.1)
-                    plan = plan_run(seconds, int((1.0 - val_frac) * len(data.ids)), len(data.vocab), o,
-                                    dtype=o.get("dtype", "float32"),
+                    plan = plan_run(seconds, n_train, len(data.vocab), o, dtype=o.get("dtype", "float32"),
                                     log=lambda m: emit("log", {"message": m}))
                 chosen = plan.settings if plan else None
                 if plan is None:    # a step- or epoch-bound run over its text many times
-                    from charrnn.planner import run_regularisation
-                    n_train = int((1.0 - o.get("val_frac", 0.1)) * len(data.ids))
                     reg = run_regularisation(o, steps, epochs, n_train, len(data.vocab))
                     if reg:
                         emit("log", {"message": f"dropout {reg['dropout']:g}, wdrop {reg['wdrop']:g}: "
