@@ -72,7 +72,7 @@ class Workspace:
     """Preallocated buffers for sequences of up to T steps over B streams.
 
     Per layer: gates (T, B, G), hs (T+1, B, H); LSTM cs (T+1, B, H), tcs (T, B, H);
-    GRU hns (T, B, H), dgh (T, B, G), tmp (B, G); with dropout, xin (T, B, H) masked inputs
+    GRU hns (T, B, H), dgh (T, B, G), tmp (B, G) per layer; with dropout, xin (T, B, H) masked inputs
     and (locked dropout) top (T, B, H), the top layer's masked output.
     Head: logits (T*B, V), losses (T*B,), dtop (T*B, H). Per layer, buffers for
     the recurrent weights prepared (packed) for the per-step products.
@@ -90,7 +90,8 @@ class Workspace:
         self.dgh = [z(T, B, G) for _ in range(L)] if cfg.model == "gru" and train else None
         self.xin = [z(T, B, H) for _ in range(L)] if cfg.dropout > 0 and train else None
         self.top = z(T, B, H) if cfg.dropout > 0 and train and cfg.dropout_kind == "locked" else None
-        self.tmp = z(B, G) if cfg.model == "gru" else None   # GRU: the recurrent product
+        # GRU: each layer's recurrent product (a layer's own: charrnn.wavefront runs layers at once)
+        self.tmp = [z(B, G) for _ in range(L)] if cfg.model == "gru" else None
         self.dh = [z(B, H) for _ in range(L)]
         self.dc = [z(B, H) for _ in range(L)] if cfg.model == "lstm" else None
         # recurrent weights packed for the T per-step products (MKL; None otherwise)
@@ -119,32 +120,70 @@ def forward(cfg, p, ws, x, y, state, masks=None, grad=True, mean_over=None, g=No
     for the head's logits of all T*B positions (ws.logit_rows < T*B), the head runs in
     chunks and takes its gradient at once: then `g`, the gradient views, is required. ws.losses[:T*B] holds each
     position's loss in nats. Returns the summed loss (float64).
+    The layers one after another; charrnn.wavefront runs the same steps with the layers
+    side by side, in time chunks.
     """
     T, B = x.shape
-    L = cfg.layers
-    for l in range(L):
-        gates = ws.gates[l][:T]
-        hs = ws.hs[l][:T + 1]
-        if l == 0:
-            head.embed(x, p["l0.Wx"], gates)
-        else:
-            inp = ws.hs[l - 1][1:T + 1]
-            if masks is not None and masks[l] is not None:
-                inp = ws.xin[l][:T]
-                np.multiply(ws.hs[l - 1][1:T + 1], masks[l], out=inp)
-            blas.gemm(inp.reshape(T * B, -1), p[f"l{l}.Wx"], gates.reshape(T * B, -1), 1.0, 0.0)
-        hs[0] = state.h[l]
-        Whp = blas.prepare(p[f"l{l}.Wh"], B, ws.pack_fwd[l])
-        if cfg.model == "lstm":
-            ws.cs[l][0] = state.c[l]
-            lstm.lstm_forward(gates, p[f"l{l}.b"], Whp, hs, ws.cs[l][:T + 1], ws.tcs[l][:T])
-            state.c[l] = ws.cs[l][T]
-        elif cfg.model == "gru":
-            gru.gru_forward(gates, p[f"l{l}.b"], Whp, hs, ws.hns[l][:T], ws.tmp)
-        else:
-            rnn.rnn_forward(gates, p[f"l{l}.b"], Whp, hs)
-        state.h[l] = hs[T]
-    top = _top(ws, T, masks, L).reshape(T * B, -1)
+    G = cfg.gates * cfg.hidden
+    head.embed(x, p["l0.Wx"], ws.gates[0][:T])
+    for l in range(cfg.layers):
+        Whp = begin_layer(cfg, p, ws, state, l)
+        if l > 0:
+            mask_input(ws, masks, l, 0, T)
+            input_product(p, ws, masks, l, 0, T, 0, G)
+        layer_steps(cfg, p, ws, l, 0, T, Whp)
+        end_layer(cfg, ws, state, l, T)
+    return head_forward(cfg, p, ws, y, masks, grad, mean_over, g)
+
+
+def begin_layer(cfg, p, ws, state, l):
+    """Load layer l's initial state from `state`; returns its Wh prepared for the steps."""
+    ws.hs[l][0] = state.h[l]
+    if cfg.model == "lstm":
+        ws.cs[l][0] = state.c[l]
+    return blas.prepare(p[f"l{l}.Wh"], ws.B, ws.pack_fwd[l])
+
+
+def mask_input(ws, masks, l, t0, t1):
+    """Layer l's (>= 1) dropout-masked input of steps t0..t1-1 into ws.xin[l] (if masked)."""
+    if masks is not None and masks[l] is not None:
+        m = masks[l] if masks[l].ndim == 2 else masks[l][t0:t1]
+        np.multiply(ws.hs[l - 1][t0 + 1:t1 + 1], m, out=ws.xin[l][t0:t1])
+
+
+def input_product(p, ws, masks, l, t0, t1, c0, c1):
+    """Columns c0..c1-1 of layer l's (>= 1) input product, steps t0..t1-1, into ws.gates[l]
+    (after mask_input)."""
+    masked = masks is not None and masks[l] is not None
+    inp = (ws.xin[l] if masked else ws.hs[l - 1][1:])[t0:t1]
+    n, B = t1 - t0, ws.B
+    out = ws.gates[l][t0:t1].reshape(n * B, -1)[:, c0:c1]
+    blas.gemm(inp.reshape(n * B, -1), p[f"l{l}.Wx"][:, c0:c1], out, 1.0, 0.0)
+
+
+def layer_steps(cfg, p, ws, l, t0, t1, Whp):
+    """Layer l's recurrence over steps t0..t1-1 (its input product in ws.gates[l] and
+    its state at t0 in ws.hs[l][t0], ws.cs[l][t0])."""
+    gates, hs, b = ws.gates[l][t0:t1], ws.hs[l][t0:t1 + 1], p[f"l{l}.b"]
+    if cfg.model == "lstm":
+        lstm.lstm_forward(gates, b, Whp, hs, ws.cs[l][t0:t1 + 1], ws.tcs[l][t0:t1])
+    elif cfg.model == "gru":
+        gru.gru_forward(gates, b, Whp, hs, ws.hns[l][t0:t1], ws.tmp[l])
+    else:
+        rnn.rnn_forward(gates, b, Whp, hs)
+
+
+def end_layer(cfg, ws, state, l, T):
+    """Store layer l's final state (after step T) into `state`."""
+    state.h[l] = ws.hs[l][T]
+    if cfg.model == "lstm":
+        state.c[l] = ws.cs[l][T]
+
+
+def head_forward(cfg, p, ws, y, masks, grad=True, mean_over=None, g=None):
+    """The output layer and the loss over the top layer's outputs (`forward`'s last part)."""
+    T, B = y.shape
+    top = _top(ws, T, masks, cfg.layers).reshape(T * B, -1)
     scale = 1.0 / (mean_over or T * B) if grad else 0.0
     N, R = T * B, ws.logit_rows
     ws.head_done = False
@@ -232,7 +271,19 @@ def backward(cfg, p, g, ws, x, masks=None):
     views `g` (overwritten). Leaves ws.dh[l] (and ws.dc[l]) holding the gradient
     w.r.t. the initial state. Destroys ws.gates and ws.logits."""
     T, B = x.shape
-    L, H = cfg.layers, cfg.hidden
+    dabove = head_backward(cfg, p, g, ws, masks, T)
+    for l in range(cfg.layers - 1, -1, -1):
+        WhTp = begin_layer_backward(cfg, p, ws, l)
+        layer_steps_backward(cfg, ws, l, 0, T, dabove, WhTp)
+        weight_gradients(cfg, g, ws, x, masks, l, T)
+        if l > 0:
+            input_backward(p, ws, masks, l, 0, T, 0, cfg.hidden, dabove)
+
+
+def head_backward(cfg, p, g, ws, masks, T):
+    """The output layer's gradients; returns the gradient reaching the top layer's
+    outputs, ws.dtop as (T, B, H), which the layers below reuse for theirs."""
+    B, L, H = ws.B, cfg.layers, cfg.hidden
     dabove = ws.dtop[:T * B]
     if not ws.head_done:    # else forward took the head's gradient, chunk by chunk
         top = _top(ws, T, masks, L, fill=False).reshape(T * B, H)
@@ -240,41 +291,74 @@ def backward(cfg, p, g, ws, x, masks=None):
         blas.gemm(top.T, dlogits, g["Wy"], 1.0, 0.0)
         head.colsum(dlogits, g["by"])
         blas.gemm(dlogits, p["Wy"].T, dabove, 1.0, 0.0)
+    d3 = dabove.reshape(T, B, H)
     if masks is not None and masks[L] is not None:
-        d3 = dabove.reshape(T, B, H)
         np.multiply(d3, masks[L], out=d3)
-    for l in range(L - 1, -1, -1):
-        gates = ws.gates[l][:T]
-        hs = ws.hs[l][:T + 1]
-        dhs = dabove.reshape(T, B, H)
-        dh = ws.dh[l]
-        dh[:] = 0
-        WhTp = blas.prepare(p[f"l{l}.Wh"].T, B, ws.pack_bwd[l])
-        if cfg.model == "lstm":
-            ws.dc[l][:] = 0
-            lstm.lstm_backward(gates, dhs, WhTp, ws.cs[l][:T + 1], ws.tcs[l][:T], dh, ws.dc[l])
-            dgh = gates
-        elif cfg.model == "gru":
-            dgh = ws.dgh[l][:T]
-            gru.gru_backward(gates, dgh, dhs, WhTp, hs, ws.hns[l][:T], dh)
-        else:
-            rnn.rnn_backward(gates, dhs, WhTp, hs, dh)
-            dgh = gates
-        G = gates.shape[2]
-        dG = gates.reshape(T * B, G)
-        # weight gradients: one GEMM over all T*B positions, not one per step
-        blas.gemm(hs[:T].reshape(T * B, H).T, dgh.reshape(T * B, G), g[f"l{l}.Wh"], 1.0, 0.0)
-        head.colsum(dG, g[f"l{l}.b"])
-        if l == 0:
-            head.embed_backward(x, gates, g["l0.Wx"])
-        else:
-            masked = masks is not None and masks[l] is not None
-            inp = ws.xin[l][:T] if masked else ws.hs[l - 1][1:T + 1]
-            blas.gemm(inp.reshape(T * B, H).T, dG, g[f"l{l}.Wx"], 1.0, 0.0)
-            blas.gemm(dG, p[f"l{l}.Wx"].T, dabove, 1.0, 0.0)
-            if masked:
-                d3 = dabove.reshape(T, B, H)
-                np.multiply(d3, masks[l], out=d3)
+    return d3
+
+
+def begin_layer_backward(cfg, p, ws, l):
+    """Zero layer l's gradient w.r.t. the final state; returns Wh.T prepared for the steps."""
+    ws.dh[l][:] = 0
+    if cfg.model == "lstm":
+        ws.dc[l][:] = 0
+    return blas.prepare(p[f"l{l}.Wh"].T, ws.B, ws.pack_bwd[l])
+
+
+def layer_steps_backward(cfg, ws, l, t0, t1, dabove, WhTp):
+    """Layer l backward through steps t1-1 down to t0, from the gradient dabove (T, B, H)
+    reaching its outputs and the one carried in ws.dh[l], ws.dc[l] from step t1."""
+    gates, hs, dhs = ws.gates[l][t0:t1], ws.hs[l][t0:t1 + 1], dabove[t0:t1]
+    if cfg.model == "lstm":
+        lstm.lstm_backward(gates, dhs, WhTp, ws.cs[l][t0:t1 + 1], ws.tcs[l][t0:t1], ws.dh[l], ws.dc[l])
+    elif cfg.model == "gru":
+        gru.gru_backward(gates, ws.dgh[l][t0:t1], dhs, WhTp, hs, ws.hns[l][t0:t1], ws.dh[l])
+    else:
+        rnn.rnn_backward(gates, dhs, WhTp, hs, ws.dh[l])
+
+
+def weight_gradients(cfg, g, ws, x, masks, l, T):
+    """Layer l's weight gradients, each one GEMM over all T*B positions (not one per step)."""
+    recurrent_gradients(cfg, g, ws, l, T)
+    input_gradients(cfg, g, ws, x, masks, l, T, 0, cfg.gates * cfg.hidden)
+
+
+def recurrent_gradients(cfg, g, ws, l, T):
+    """Layer l's gradients of Wh and b, after its steps backward."""
+    B, H = ws.B, cfg.hidden
+    gates = ws.gates[l][:T]
+    G = gates.shape[2]
+    dgh = ws.dgh[l][:T] if cfg.model == "gru" else gates
+    blas.gemm(ws.hs[l][:T].reshape(T * B, H).T, dgh.reshape(T * B, G), g[f"l{l}.Wh"], 1.0, 0.0)
+    head.colsum(gates.reshape(T * B, G), g[f"l{l}.b"])
+
+
+def input_gradients(cfg, g, ws, x, masks, l, T, c0, c1):
+    """Layer l's gradient of Wx: for l >= 1 its columns c0..c1-1; layer 0's embedding
+    rows all at once."""
+    B, H = ws.B, cfg.hidden
+    gates = ws.gates[l][:T]
+    if l == 0:
+        head.embed_backward(x, gates, g["l0.Wx"])
+        return
+    masked = masks is not None and masks[l] is not None
+    inp = ws.xin[l][:T] if masked else ws.hs[l - 1][1:T + 1]
+    dG = gates.reshape(T * B, -1)[:, c0:c1]
+    blas.gemm(inp.reshape(T * B, H).T, dG, g[f"l{l}.Wx"][:, c0:c1], 1.0, 0.0)
+
+
+def input_backward(p, ws, masks, l, t0, t1, c0, c1, dabove):
+    """Columns c0..c1-1 of the gradient reaching layer l-1's outputs at steps t0..t1-1,
+    from layer l's (>= 1) input side, written over dabove (T, B, H) there (layer l's own
+    gradient from above, used by then)."""
+    n, B = t1 - t0, ws.B
+    dG = ws.gates[l][t0:t1].reshape(n * B, -1)
+    out = dabove[t0:t1].reshape(n * B, -1)[:, c0:c1]
+    blas.gemm(dG, p[f"l{l}.Wx"][c0:c1].T, out, 1.0, 0.0)
+    if masks is not None and masks[l] is not None:
+        m = masks[l] if masks[l].ndim == 2 else masks[l][t0:t1]
+        d3 = dabove[t0:t1, :, c0:c1]
+        np.multiply(d3, m[..., c0:c1], out=d3)
 
 
 def training_bytes(cfg: ModelConfig, T: int, B: int, dtype, optim_slots: int) -> int:

@@ -52,7 +52,7 @@ def one_thread(cfg: M.ModelConfig, B: int) -> bool:
     return 2 * B * cfg.hidden * cfg.gates * cfg.hidden < SMALL_PRODUCT_FLOPS
 
 
-def _worker_init():
+def worker_init():
     flush_denormals()           # MXCSR is per thread: see kernels/fpenv.py
     if blas.PER_THREAD:         # (OpenBLAS's one count is the step's caller's to set: a
         blas.set_thread_local(1)    # worker may start after the step that spawned it)
@@ -71,7 +71,7 @@ class DataParallel:
         # shard 0 writes into the caller's gradient; the others into their own
         self.grads = [None] + [np.zeros(M.num_params(cfg), dtype) for _ in self.bounds[1:]]
         self.g = [None] + [M.views(flat, cfg) for flat in self.grads[1:]]
-        self.pool = ThreadPoolExecutor(shards - 1, initializer=_worker_init)
+        self.pool = ThreadPoolExecutor(shards - 1, initializer=worker_init)
 
     def step(self, p, grad, g, x, y, state, masks=None) -> float:
         # masks: model.dropout_masks's, (B, H) or (T, B, H): each shard takes its streams
@@ -109,7 +109,7 @@ def sharded_loss_sum(cfg, p, wss, streams, bounds, dtype, should_stop=None) -> f
         lo, hi = bounds[k]
         return M.loss_sum(cfg, p, wss[k], streams[lo:hi], dtype, should_stop=should_stop)
 
-    with ThreadPoolExecutor(len(bounds) - 1, initializer=_worker_init) as pool:
+    with ThreadPoolExecutor(len(bounds) - 1, initializer=worker_init) as pool:
         with blas.one_thread_products():
             others = [pool.submit(run, k) for k in range(1, len(bounds))]
             try:

@@ -19,6 +19,7 @@ from charrnn import model as M
 from charrnn import parallel as P
 from charrnn import runs
 from charrnn import schedule as S
+from charrnn import wavefront as W
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Batches, eval_streams, split
 from charrnn.kernels import blas
@@ -34,8 +35,11 @@ class NonFiniteError(Exception):
 
 class Trainer:
     def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, ids, vocab, meta=None,
-                 resume: C.Checkpoint | None = None, shards: int | None = None, world=None):
+                 resume: C.Checkpoint | None = None, shards: int | None = None, world=None,
+                 wavefront: bool | None = None):
         """shards: data-parallel shards of a step (default `parallel.shard_count`).
+        wavefront: a one-shard step runs its layers side by side (charrnn.wavefront;
+        default: when shards is not given and `wavefront.applies`).
         world: a distributed.World: this process is one rank of several, and takes its
         share of the streams on one thread (the rank's shard of `world.size`)."""
         self.mcfg, self.tcfg, self.vocab = mcfg, tcfg, vocab
@@ -53,6 +57,10 @@ class Trainer:
             self.shards = 1     # (one thread a rank, as the command sets it: shard k of N)
         else:
             self.shards = P.shard_count(mcfg, B, self.dtype) if shards is None else max(1, min(shards, B))
+        if wavefront is None:
+            wavefront = world is None and shards is None and W.applies(mcfg, self.dtype, blas.threads())
+        if wavefront:
+            self.shards = 1
         if world is not None:
             lo, hi = self.rows
             self.parallel, self.ws = None, M.Workspace(mcfg, T, hi - lo, self.dtype)
@@ -60,6 +68,7 @@ class Trainer:
             self.parallel, self.ws = P.DataParallel(mcfg, T, B, self.dtype, self.shards), None
         else:
             self.parallel, self.ws = None, M.Workspace(mcfg, T, B, self.dtype)
+        self.wavefront = W.Wavefront(mcfg) if wavefront else None
         self.one_thread = self.shards == 1 and P.one_thread(mcfg, B if world is None else
                                                             self.rows[1] - self.rows[0])
         self.state = M.State(mcfg, B, self.dtype)
@@ -140,6 +149,8 @@ class Trainer:
             loss = self._rank_step(p, x, y, masks) / x.size
         elif self.parallel is not None:
             loss = self.parallel.step(p, self.grad, self.g, x, y, self.state, masks) / x.size
+        elif self.wavefront is not None:
+            loss = self.wavefront.step(p, self.g, self.ws, x, y, self.state, masks) / x.size
         else:
             with blas.one_thread_products(self.one_thread):
                 loss = M.forward(cfg, p, self.ws, x, y, self.state, masks, g=self.g) / x.size

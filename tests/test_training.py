@@ -66,7 +66,7 @@ def _mk(p):
 
 @pytest.mark.parametrize("cell,optimizer,dropout,shards", [
     ("lstm", "adagrad", 0.0, 1), ("gru", "adam", 0.3, 1), ("rnn", "rmsprop", 0.0, 1),
-    ("lstm", "sgd", 0.2, 1), ("lstm", "adam", 0.2, 2)])
+    ("lstm", "sgd", 0.2, 1), ("lstm", "adam", 0.2, 2), ("gru", "adagrad", 0.2, "wavefront")])
 def test_resume_gives_bit_identical_weights(cell, optimizer, dropout, shards, tmp_path, bundled_text):
     (tmp_path / "c.txt").write_text(bundled_text[:12_000], encoding="utf-8")
     corpus = read_corpus([str(tmp_path / "c.txt")])
@@ -74,15 +74,16 @@ def test_resume_gives_bit_identical_weights(cell, optimizer, dropout, shards, tm
     tcfg = TrainConfig(batch_size=4, seq_len=16, optimizer=optimizer,
                        lr={"adagrad": 0.1, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 0.5}[optimizer])
     # 120 steps: the 4 streams of 2700 chars wrap around during the run
-    whole = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab, shards=shards)
+    par = {"wavefront": True} if shards == "wavefront" else {"shards": shards}
+    whole = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab, **par)
     (tmp_path / "whole").mkdir()
     run(whole, str(tmp_path / "whole"), steps=120, eval_every=50)
-    first = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab, shards=shards)
+    first = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab, **par)
     (tmp_path / "half").mkdir()
     run(first, str(tmp_path / "half"), steps=60, eval_every=50)
     ck = C.load(tmp_path / "half" / "latest.npz")
     assert ck.train_state["step"] == 60
-    second = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab, resume=ck, shards=shards)
+    second = Trainer(mcfg, tcfg, corpus.ids, corpus.vocab, resume=ck, **par)
     run(second, str(tmp_path / "half"), steps=120, eval_every=50)
     assert np.array_equal(second.flat, whole.flat)
     for slot in whole.optim:
