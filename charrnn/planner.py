@@ -174,7 +174,8 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
                    f"evaluations without a new best")
     plan = Plan(settings, reasons, speeds, time.perf_counter() - t0)
     if log is not None:
-        log(f"plan for {budget:.0f} s: {name}, dropout {settings['dropout']:g}, B={B} T={T}, "
+        log(f"plan for {budget:.0f} s: {name}, dropout {settings['dropout']:g}, wdrop {settings['wdrop']:g}, "
+            f"B={B} T={T}, "
             f"{opt} lr={settings['lr']:g} {settings['schedule']} (planned in {plan.seconds_spent:.1f} s)")
         for r in reasons:
             log(f"  - {r}")
