@@ -24,10 +24,10 @@ from charrnn import wavefront as W  # noqa: E402
 from charrnn.training import Trainer  # noqa: E402
 from machine import describe  # noqa: E402
 
-CONFIGS = {     # name: (cell, layers, hidden, B, T, optimizer)
-    "c: lstm 2x512 B=50 T=50": ("lstm", 2, 512, 50, 50, "adam"),
-    "1800 s plan: lstm 2x384 B=32 T=64": ("lstm", 2, 384, 32, 64, "adagrad"),
-    "gru 2x512 B=32 T=64": ("gru", 2, 512, 32, 64, "adam"),
+CONFIGS = {     # key: (name, cell, layers, hidden, B, T, optimizer)
+    "c": ("c: lstm 2x512 B=50 T=50", "lstm", 2, 512, 50, 50, "adam"),
+    "plan": ("1800 s plan: lstm 2x384 B=32 T=64", "lstm", 2, 384, 32, 64, "adagrad"),
+    "gru": ("gru 2x512 B=32 T=64", "gru", 2, 512, 32, 64, "adam"),
 }
 
 
@@ -36,7 +36,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=3, help="training steps per round")
     ap.add_argument("--chunks", type=int, default=W.CHUNKS, help="wavefront chunks per step")
-    ap.add_argument("--only", nargs="+", choices=["c", "plan", "gru"], help="these configurations")
+    ap.add_argument("--only", nargs="+", choices=list(CONFIGS), help="these configurations")
     a = ap.parse_args()
     W.CHUNKS = a.chunks
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,9 +44,7 @@ def main():
     print(f"{describe(BLAS)}, {blas.threads()} threads, {time.strftime('%Y-%m-%d')}; {a.rounds} rounds of "
           f"{a.steps} steps, alternating; wavefront chunks: {a.chunks}", flush=True)
     print("| config | today chars/s | wavefront chars/s | ratio |\n|---|---|---|---|")
-    for name, (cell, L, H, B, T, opt) in CONFIGS.items():
-        if a.only and not any(name.startswith({"c": "c:", "plan": "1800", "gru": "gru"}[k]) for k in a.only):
-            continue
+    for name, cell, L, H, B, T, opt in (CONFIGS[k] for k in a.only or CONFIGS):
         m = ModelConfig(model=cell, hidden=H, layers=L, vocab_size=len(corpus.vocab))
         t = TrainConfig(batch_size=B, seq_len=T, optimizer=opt, lr=2e-3 if opt == "adam" else 0.05)
         trainers = {"today": Trainer(m, t, corpus.ids, corpus.vocab, wavefront=False),

@@ -146,9 +146,16 @@ def begin_layer(cfg, p, ws, state, l):
 
 def mask_input(ws, masks, l, t0, t1):
     """Layer l's (>= 1) dropout-masked input of steps t0..t1-1 into ws.xin[l] (if masked)."""
-    if masks is not None and masks[l] is not None:
-        m = masks[l] if masks[l].ndim == 2 else masks[l][t0:t1]
+    m = _mask_steps(masks, l, t0, t1)
+    if m is not None:
         np.multiply(ws.hs[l - 1][t0 + 1:t1 + 1], m, out=ws.xin[l][t0:t1])
+
+
+def _mask_steps(masks, l, t0, t1):
+    """masks[l] for steps t0..t1-1 (a locked (B, H) mask is the same at every step), or None."""
+    if masks is None or masks[l] is None:
+        return None
+    return masks[l] if masks[l].ndim == 2 else masks[l][t0:t1]
 
 
 def input_product(p, ws, masks, l, t0, t1, c0, c1):
@@ -355,8 +362,8 @@ def input_backward(p, ws, masks, l, t0, t1, c0, c1, dabove):
     dG = ws.gates[l][t0:t1].reshape(n * B, -1)
     out = dabove[t0:t1].reshape(n * B, -1)[:, c0:c1]
     blas.gemm(dG, p[f"l{l}.Wx"][c0:c1].T, out, 1.0, 0.0)
-    if masks is not None and masks[l] is not None:
-        m = masks[l] if masks[l].ndim == 2 else masks[l][t0:t1]
+    m = _mask_steps(masks, l, t0, t1)
+    if m is not None:
         d3 = dabove[t0:t1, :, c0:c1]
         np.multiply(d3, m[..., c0:c1], out=d3)
 

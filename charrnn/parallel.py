@@ -28,14 +28,18 @@ MIN_STREAMS = 8            # per shard; fewer make products too thin to pay for 
 MAX_WEIGHT_BYTES = 1 << 20  # recurrent weights per layer that a shard re-reads at each step
 
 
+def recurrent_weight_bytes(cfg: M.ModelConfig, dtype) -> int:
+    """The bytes of one layer's recurrent weights Wh (H, gates * H)."""
+    return cfg.hidden * cfg.gates * cfg.hidden * np.dtype(dtype).itemsize
+
+
 def shard_count(cfg: M.ModelConfig, B: int, dtype) -> int:
     """How many shards a training step over B streams uses (1: no threads of ours).
     With OpenBLAS, large layers are sharded too: benchmark config (c) ran 11% slower
     split (4,525 against 5,110 chars/s on an idle machine) but, beside one competing
     CPU-bound process, kept 62% of that speed instead of 36%, since its threads meet
     once a step instead of at every product (AMD EPYC, 2 cores, OpenBLAS 0.3.30)."""
-    weight_bytes = cfg.hidden * cfg.gates * cfg.hidden * np.dtype(dtype).itemsize
-    if BLAS == "mkl" and weight_bytes > MAX_WEIGHT_BYTES:
+    if BLAS == "mkl" and recurrent_weight_bytes(cfg, dtype) > MAX_WEIGHT_BYTES:
         return 1
     return max(1, min(blas.threads(), B // MIN_STREAMS))
 

@@ -29,11 +29,9 @@ depend on timing). Deterministic for a given thread count, as data-parallel step
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-import numpy as np
-
 from charrnn import model as M
-from charrnn.kernels import blas
-from charrnn.parallel import MAX_WEIGHT_BYTES, worker_init
+from charrnn.kernels import blas, head
+from charrnn.parallel import MAX_WEIGHT_BYTES, recurrent_weight_bytes, worker_init
 
 CHUNKS = 25     # per step: 2-3 steps a chunk at T = 50-64 (10 and 50 measured slower, bench/wavefront.py)
 
@@ -43,8 +41,7 @@ def applies(cfg, dtype, threads: int) -> bool:
     thread for each, recurrent weights large enough (over MAX_WEIGHT_BYTES a layer)
     that data-parallel shards, each re-reading them all, do not pay, and an output
     layer small beside the layers (V <= H), since it runs on one thread."""
-    weight_bytes = cfg.hidden * cfg.gates * cfg.hidden * np.dtype(dtype).itemsize
-    return (2 <= cfg.layers <= threads and weight_bytes > MAX_WEIGHT_BYTES
+    return (2 <= cfg.layers <= threads and recurrent_weight_bytes(cfg, dtype) > MAX_WEIGHT_BYTES
             and cfg.vocab_size <= cfg.hidden)
 
 
@@ -104,7 +101,7 @@ class Wavefront:
 
     def forward(self, p, ws, x, y, state, masks=None, g=None) -> float:
         """As model.forward(grad=True): returns the summed loss, leaves what backward needs."""
-        cfg, (T, B) = self.cfg, x.shape
+        cfg, T = self.cfg, x.shape[0]
         L, G = cfg.layers, cfg.gates * cfg.hidden
         self._chunks = chunks(T)
         half = G // 2
@@ -112,7 +109,7 @@ class Wavefront:
         def stage(l, done, failed):
             Whp = M.begin_layer(cfg, p, ws, state, l)
             if l == 0:
-                M.head.embed(x, p["l0.Wx"], ws.gates[0][:T])
+                head.embed(x, p["l0.Wx"], ws.gates[0][:T])
             for j, (t0, t1) in enumerate(self._chunks):
                 if l > 0:
                     _wait(done[l - 1][j], failed)
@@ -129,7 +126,7 @@ class Wavefront:
 
     def backward(self, p, g, ws, x, masks=None):
         """As model.backward, after this object's forward."""
-        cfg, (T, B) = self.cfg, x.shape
+        cfg, T = self.cfg, x.shape[0]
         L, H, G = cfg.layers, cfg.hidden, cfg.gates * cfg.hidden
         dabove = M.head_backward(cfg, p, g, ws, masks, T)
         last = len(self._chunks) - 1
