@@ -362,6 +362,9 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
     elapsed0 = trainer.elapsed
     saved_step = trainer.step if trainer.step > 0 else None
     reason = None
+    # a time-bound run ends evaluated: its last step leaves the time of one evaluation (the
+    # last one's) in the budget, so that best.npz sees the end of the schedule's decay
+    eval_seconds, time_up = 0.0, False
     on_event("start", {"trainer": trainer, "final_step": final, "seconds": seconds})
 
     def save(best: bool):
@@ -382,12 +385,11 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
     lead = world is None or world.rank == 0     # the one process that writes
 
     while True:
-        now = time.perf_counter()
         if world is not None and world.rank > 0:
             reason = stop.reason if stop() else None    # rank 0 decides the rest
         elif final is not None and trainer.step >= final:
             reason = "steps"
-        elif seconds is not None and now - t_start >= seconds:
+        elif seconds is not None and (time_up or seconds <= 0):
             reason = "time"
         elif patience is not None and trainer.since_best >= patience:
             reason = "patience"
@@ -414,12 +416,18 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
                 "run_seconds": time.perf_counter() - t_start, "seconds": seconds}
         on_event("step", info)
         is_eval = eval_every > 0 and trainer.step % eval_every == 0
-        done = (final is not None and trainer.step >= final) or at_pause()
+        # (trainer.elapsed and eval_seconds are rank 0's on every rank: all evaluate together)
+        time_up = seconds is not None and trainer.elapsed - elapsed0 + eval_seconds >= seconds
+        done = (final is not None and trainer.step >= final) or at_pause() or time_up
         if is_eval or done:
+            t_eval = time.perf_counter()
             val = trainer.evaluate(stop if world is None else None)
             if val is _INTERRUPTED:
                 reason = stop.reason
                 break
+            eval_seconds = time.perf_counter() - t_eval
+            if world is not None:
+                eval_seconds = world.from_root(eval_seconds)
             trainer.last_val = val
             improved = val is None or val < trainer.best_val
             if val is not None and improved:

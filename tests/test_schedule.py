@@ -111,6 +111,23 @@ def test_time_bound_anneals_by_the_end_of_the_budget(tmp_path, bundled_text):
         assert b["lr"] == pytest.approx(lr_at("cosine", 0.01, 0.001, 0, 0, a["elapsed"] / 3.0), abs=1e-5)  # elapsed is logged to 1 ms
 
 
+@pytest.mark.parametrize("eval_every", [7, 0])
+def test_a_time_bound_run_ends_evaluated(tmp_path, bundled_text, eval_every):
+    """The last step of a time budget is evaluated whatever the interval, so that the end of
+    the schedule's decay (its lowest rates) reaches the validation curve and best.npz."""
+    from charrnn import checkpoint as C
+    from charrnn.training import run
+    tr = _trainer(tmp_path, bundled_text[:20_000], warmup=0.0)
+    r = run(tr, str(tmp_path), seconds=1.0, eval_every=eval_every, log_every=1)
+    assert r["reason"] == "time"
+    recs = [json.loads(l) for l in open(tmp_path / "log.jsonl")]
+    assert recs[-1]["step"] == tr.step and recs[-1]["val_loss"] == r["last_val"]
+    assert r["last_val"] is not None
+    evaluated = [x["step"] for x in recs if x["val_loss"] is not None]
+    assert evaluated == [s for s in range(1, tr.step) if eval_every and s % eval_every == 0] + [tr.step]
+    assert C.load(str(tmp_path / "latest.npz")).train_state["step"] == tr.step
+
+
 def test_resume_mid_schedule_is_bit_identical(tmp_path, bundled_text):
     from charrnn import checkpoint as C
     from charrnn.training import Trainer, run
