@@ -168,14 +168,14 @@ def test_a_killed_rank_stops_the_other_with_the_checkpoint_intact(corpus, one_pr
 
 def test_a_hung_rank_stops_the_others_after_the_timeout(corpus, held):
     out = corpus.parent / "hung"
-    proc, ranks = held(corpus, out, "--mpi-timeout", "3")
+    proc, ranks = held(corpus, out, "--mpi-timeout", "6")
     os.kill(ranks[1], signal.SIGSTOP)       # hangs: it never answers again
     os.kill(ranks[0], signal.SIGTERM)       # rank 0 leaves the hold and waits for rank 1
     t = time.monotonic()
     _, err = proc.communicate(timeout=60)
     assert time.monotonic() - t < 30
     assert proc.returncode != 0
-    expected = (f"error: rank 0: no answer from the other ranks within 3 s (agreeing to stop): one "
+    expected = (f"error: rank 0: no answer from the other ranks within 6 s (agreeing to stop): one "
                 f"hung or died; the last checkpoints in {out} are kept")
     assert expected in err.decode().splitlines(), err.decode()
     assert _arrays(out)[1]["step"] == 20
