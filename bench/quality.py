@@ -17,11 +17,13 @@ median and the range; a gain under 0.01 nats is claimed only from 3 seeds.
     python3 bench/quality.py                            # 60 180 300 600 1800 s: ~2.5 hours
     python3 bench/quality.py --budgets 60 300 --json bench/results/quality.json
     python3 bench/quality.py --budgets 300 --only planner default --seeds 3
+    python3 bench/quality.py --budgets 60 --only planner --train-args "--seq-len 128 --batch-size 16"
 """
 import argparse
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -103,6 +105,8 @@ def main():
                     default=["torch", "same", "planner"])
     ap.add_argument("--seeds", type=int, default=1, help="runs per contender (seeds 1..N)")
     ap.add_argument("--model", default="lstm:2:256", help="cell:layers:hidden for torch and same")
+    ap.add_argument("--train-args", default="", help="more `charrnn train` options for the planner "
+                    "and default contenders (one string: the planner keeps every choice they leave)")
     ap.add_argument("--blas", choices=["auto", "mkl", "openblas"], default="auto")
     ap.add_argument("--json", default=None, help="write results here "
                     "[default: bench/results/<date>-<cpu>-quality.json]")
@@ -111,7 +115,8 @@ def main():
     model = (cell, int(L), int(H))
     env = dict(os.environ, **({"CHARRNN_BLAS": a.blas} if a.blas != "auto" else {}))
     blas = blas_name(None if a.blas == "auto" else a.blas)
-    header = f"# time to quality, {time.strftime('%Y-%m-%d')}: {describe(blas)}; {os.path.basename(a.corpus)}"
+    header = (f"# time to quality, {time.strftime('%Y-%m-%d')}: {describe(blas)}; {os.path.basename(a.corpus)}"
+              + (f"; train options {a.train_args}" if a.train_args else ""))
     print(header, flush=True)
     if "torch" in a.only:
         try:
@@ -119,11 +124,12 @@ def main():
         except ImportError:
             sys.exit("PyTorch is not installed: pip install torch==2.13.0 (or --only same planner)")
     same = ["--model", cell, "--layers", L, "--hidden", H, "--optimizer", "adam", "--dropout", "0"]
+    extra = shlex.split(a.train_args)
     seeds = [None] if a.seeds == 1 else list(range(1, a.seeds + 1))
     results = []
     for who in [w for w in a.only if w == "default"]:      # no budget: its own wall time
         for seed in seeds:
-            r = charrnn_run(a.corpus, None, [], env, seed)
+            r = charrnn_run(a.corpus, None, extra, env, seed)
             r.update(budget=None, who=who, seed=seed)
             results.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
@@ -133,7 +139,7 @@ def main():
                 if who == "torch":
                     r = torch_run(a.corpus, budget, model, env, seed)
                 else:
-                    r = charrnn_run(a.corpus, budget, same if who == "same" else [], env, seed)
+                    r = charrnn_run(a.corpus, budget, same if who == "same" else extra, env, seed)
                 r.update(budget=budget, who=who, seed=seed)
                 results.append(r)
                 print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
