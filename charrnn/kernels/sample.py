@@ -80,7 +80,8 @@ def choose(logits, inv_temp, top_k, top_p, u, probs, spare):
     for v in range(V):
         probs[v] = np.exp((np.float64(logits[v]) - m) * inv_temp)
     if 0 < top_k < V or top_p < 1.0:
-        spare[:] = probs
+        for v in range(V):                 # (a loop: the slice copy compiled for 2 s)
+            spare[v] = probs[v]
         spare.sort()                       # ascending, in place
         cutoff = 0.0                       # keep the ids with probs >= cutoff
         if 0 < top_k < V:
