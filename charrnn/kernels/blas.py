@@ -30,36 +30,37 @@ ROW_MAJOR, NO_TRANS, TRANS, PACKED, B_MATRIX = 101, 111, 112, 151, 162
 
 
 @njit(**JIT)
-def _layout(a):
-    """(transposed?, leading dimension) of a 2-D view with one unit stride."""
-    isz = a.itemsize
-    rows, cols = a.shape
-    if a.strides[1] == isz or cols == 1:
-        return False, max(a.strides[0] // isz, cols, 1)
-    if a.strides[0] == isz or rows == 1:
-        return True, max(a.strides[1] // isz, rows, 1)
+def _layout(rows, cols, stride0, stride1, itemsize):
+    """(transposed?, leading dimension) of a 2-D view with one unit stride, given its
+    shape and byte strides."""
+    if stride1 == itemsize or cols == 1:
+        return False, max(stride0 // itemsize, cols, 1)
+    if stride0 == itemsize or rows == 1:
+        return True, max(stride1 // itemsize, rows, 1)
     raise ValueError("BLAS operand has no unit stride")
 
 
 @njit(**JIT)
-def _operands(a, b, c):
-    """Check a (M, K) @ b (K, N) -> c (M, N); returns (M, N, K, a transposed?, lda,
-    b transposed?, ldb, ldc) in row-major terms."""
-    if a.shape[1] != b.shape[0] or c.shape[0] != a.shape[0] or c.shape[1] != b.shape[1]:
+def _product(a, b, c, alpha, beta):
+    """c = alpha a @ b + beta c, each operand given as (shape, byte strides, itemsize,
+    address): checks a (M, K) @ b (K, N) -> c (M, N), then calls the BLAS."""
+    (M, K), (as0, as1), aisz, pa = a
+    (K2, N), (bs0, bs1), bisz, pb = b
+    (Mc, Nc), (cs0, cs1), isz, pc = c
+    if K2 != K or Mc != M or Nc != N:
         raise ValueError("matrix product: shapes do not match")
-    if a.itemsize != c.itemsize or b.itemsize != c.itemsize:
+    if aisz != isz or bisz != isz:
         raise ValueError("matrix product: dtypes differ")
-    if c.strides[1] != c.itemsize and c.shape[1] > 1:
+    if cs1 != isz and N > 1:
         raise ValueError("matrix product: output rows must be contiguous")
-    M, K = a.shape
-    N = b.shape[1]
-    ta, lda = _layout(a)
-    tb, ldb = _layout(b)
-    return M, N, K, ta, lda, tb, ldb, max(c.strides[0] // c.itemsize, N, 1)
+    ta, lda = _layout(M, K, as0, as1, isz)
+    tb, ldb = _layout(K, N, bs0, bs1, isz)
+    if M > 0 and N > 0:
+        _gemm(ta, tb, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, max(cs0 // isz, N, 1), isz)
 
 
 if BLAS == "mkl":
-    _I, _V, _F, _D = types.intc, types.voidptr, types.float32, types.float64
+    _I, _V, _F, _D = types.intc, types.uintp, types.float32, types.float64   # _V: an address
 
     def _ext(name, ret, *args):
         return types.ExternalFunction(name, ret(*args))
@@ -87,25 +88,25 @@ if BLAS == "mkl":
         return np.zeros(nbytes // np.dtype(dtype).itemsize + 1, dtype)
 
     @njit(**JIT)
-    def _gemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc):
+    def _gemm(ta, tb, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc, itemsize):
         opa = TRANS if ta else NO_TRANS
         opb = TRANS if tb else NO_TRANS
-        if c.itemsize == 4:
-            _sgemm(ROW_MAJOR, opa, opb, M, N, K, alpha, a.ctypes, lda, b.ctypes, ldb, beta, c.ctypes, ldc)
+        if itemsize == 4:
+            _sgemm(ROW_MAJOR, opa, opb, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc)
         else:
-            _dgemm(ROW_MAJOR, opa, opb, M, N, K, alpha, a.ctypes, lda, b.ctypes, ldb, beta, c.ctypes, ldc)
+            _dgemm(ROW_MAJOR, opa, opb, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc)
 
     @njit(**JIT)
     def prepare(w, m, buf):
         """Pack w (K, N) for products with m-row left factors into buf (from
         `prepared_buffer`); returns what `gemm_prepared` takes."""
         K, N = w.shape
-        tw, ldw = _layout(w)
+        tw, ldw = _layout(K, N, w.strides[0], w.strides[1], w.itemsize)
         op = TRANS if tw else NO_TRANS
         if buf.itemsize == 4:
-            _spack(ROW_MAJOR, B_MATRIX, op, m, N, K, 1.0, w.ctypes, ldw, buf.ctypes)
+            _spack(ROW_MAJOR, B_MATRIX, op, m, N, K, 1.0, w.ctypes.data, ldw, buf.ctypes.data)
         else:
-            _dpack(ROW_MAJOR, B_MATRIX, op, m, N, K, 1.0, w.ctypes, ldw, buf.ctypes)
+            _dpack(ROW_MAJOR, B_MATRIX, op, m, N, K, 1.0, w.ctypes.data, ldw, buf.ctypes.data)
         return buf
 
     @njit(**JIT)
@@ -117,9 +118,11 @@ if BLAS == "mkl":
         lda = max(a.strides[0] // a.itemsize, K, 1)
         ldc = max(c.strides[0] // c.itemsize, N, 1)
         if c.itemsize == 4:
-            _scompute(ROW_MAJOR, NO_TRANS, PACKED, M, N, K, a.ctypes, lda, wp.ctypes, N, beta, c.ctypes, ldc)
+            _scompute(ROW_MAJOR, NO_TRANS, PACKED, M, N, K, a.ctypes.data, lda, wp.ctypes.data, N, beta,
+                      c.ctypes.data, ldc)
         else:
-            _dcompute(ROW_MAJOR, NO_TRANS, PACKED, M, N, K, a.ctypes, lda, wp.ctypes, N, beta, c.ctypes, ldc)
+            _dcompute(ROW_MAJOR, NO_TRANS, PACKED, M, N, K, a.ctypes.data, lda, wp.ctypes.data, N, beta,
+                      c.ctypes.data, ldc)
 
     @njit(**JIT)
     def gemv(x, w, out):
@@ -127,9 +130,9 @@ if BLAS == "mkl":
         K, N = w.shape
         ldw = max(w.strides[0] // w.itemsize, N, 1)
         if out.itemsize == 4:
-            _sgemv(ROW_MAJOR, TRANS, K, N, 1.0, w.ctypes, ldw, x.ctypes, 1, 0.0, out.ctypes, 1)
+            _sgemv(ROW_MAJOR, TRANS, K, N, 1.0, w.ctypes.data, ldw, x.ctypes.data, 1, 0.0, out.ctypes.data, 1)
         else:
-            _dgemv(ROW_MAJOR, TRANS, K, N, 1.0, w.ctypes, ldw, x.ctypes, 1, 0.0, out.ctypes, 1)
+            _dgemv(ROW_MAJOR, TRANS, K, N, 1.0, w.ctypes.data, ldw, x.ctypes.data, 1, 0.0, out.ctypes.data, 1)
 
     PER_THREAD = True   # set_thread_local is the calling thread's own
 
@@ -148,10 +151,11 @@ else:
 
     ensure_blas()   # registers Numba's BLAS helper symbol; fails clearly without SciPy
     # Numba's own entry point to SciPy's ?gemm (column-major), bound by symbol name
+    # (matrices by address, a uintp; alpha and beta by pointer)
     _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
         types.char, types.char, types.char, types.intp, types.intp, types.intp,
-        types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,
-        types.voidptr, types.voidptr, types.intp))
+        types.voidptr, types.uintp, types.intp, types.uintp, types.intp,
+        types.voidptr, types.uintp, types.intp))
 
     def prepared_buffer(m, k, n, dtype):
         return None
@@ -207,28 +211,30 @@ else:
         return types.voidptr(value), codegen
 
     _xxgemv = types.ExternalFunction("numba_xxgemv", types.intc(
-        types.char, types.char, types.intp, types.intp, types.voidptr, types.voidptr, types.intp,
-        types.voidptr, types.voidptr, types.voidptr))
+        types.char, types.char, types.intp, types.intp, types.voidptr, types.uintp, types.intp,
+        types.uintp, types.voidptr, types.uintp))
 
     @njit(**JIT)
-    def _gemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc):
-        scalar = c.dtype.type       # alpha and beta in the matrices' dtype
-        kind = ord("s") if c.itemsize == 4 else ord("d")
+    def _gemm(ta, tb, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc, itemsize):
+        if itemsize == 4:           # alpha and beta in the matrices' dtype
+            _gemm_as(np.float32(alpha), np.float32(beta), ord("s"), ta, tb, M, N, K, pa, lda, pb, ldb, pc, ldc)
+        else:
+            _gemm_as(np.float64(alpha), np.float64(beta), ord("d"), ta, tb, M, N, K, pa, lda, pb, ldb, pc, ldc)
+
+    @njit(**JIT)
+    def _gemm_as(alpha, beta, kind, ta, tb, M, N, K, pa, lda, pb, ldb, pc, ldc):
         if M == 1 and not ta and K > 0:
             # one row: OpenBLAS's ?gemv, several times faster than its one-row ?gemm
             # (benchmark config (a), B=1: 51k -> see docs/performance.md). Column-major,
             # a row-major b (K, N) is an (N, K) matrix, a transposed one a (K, N) matrix.
             if tb:
-                _xxgemv(kind, ord("t"), K, N, _pointer_to(scalar(alpha)), b.ctypes, ldb, a.ctypes,
-                        _pointer_to(scalar(beta)), c.ctypes)
+                _xxgemv(kind, ord("t"), K, N, _pointer_to(alpha), pb, ldb, pa, _pointer_to(beta), pc)
             else:
-                _xxgemv(kind, ord("n"), N, K, _pointer_to(scalar(alpha)), b.ctypes, ldb, a.ctypes,
-                        _pointer_to(scalar(beta)), c.ctypes)
+                _xxgemv(kind, ord("n"), N, K, _pointer_to(alpha), pb, ldb, pa, _pointer_to(beta), pc)
             return
         # row-major C = A B is column-major C^T = B^T A^T: b goes first
-        _xxgemm(kind, ord("t") if tb else ord("n"),
-                ord("t") if ta else ord("n"), N, M, K, _pointer_to(scalar(alpha)), b.ctypes, ldb,
-                a.ctypes, lda, _pointer_to(scalar(beta)), c.ctypes, ldc)
+        _xxgemm(kind, ord("t") if tb else ord("n"), ord("t") if ta else ord("n"), N, M, K,
+                _pointer_to(alpha), pb, ldb, pa, lda, _pointer_to(beta), pc, ldc)
 
     @njit(**JIT)
     def prepare(w, m, buf):
@@ -262,7 +268,9 @@ def one_thread_products(on=True):
 @njit(**JIT)
 def gemm(a, b, c, alpha, beta):
     """c = alpha a @ b + beta c; a (M, K), b (K, N), c (M, N) of one float dtype.
-    With beta = 0, c's old contents are ignored (may be NaN)."""
-    M, N, K, ta, lda, tb, ldb, ldc = _operands(a, b, c)
-    if M > 0 and N > 0:
-        _gemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc)
+    With beta = 0, c's old contents are ignored (may be NaN).
+    The work is done by `_product` on the operands as plain numbers, a type that is the
+    same for every layout and dtype: it compiles once, and this, compiled for each
+    combination of layouts a caller uses, stays small (0.45 s a combination before)."""
+    _product((a.shape, a.strides, a.itemsize, a.ctypes.data), (b.shape, b.strides, b.itemsize, b.ctypes.data),
+             (c.shape, c.strides, c.itemsize, c.ctypes.data), alpha, beta)
