@@ -121,3 +121,14 @@ def test_mkl_and_openblas_give_the_same_gradients():
     assert (mkl["blas"], openblas["blas"]) == ("mkl", "openblas")
     for cell in ("rnn", "lstm", "gru"):
         np.testing.assert_allclose(mkl[cell], openblas[cell], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.skipif(BLAS != "mkl", reason="OpenBLAS comes through SciPy: it is imported")
+def test_with_mkl_kernels_start_without_importing_scipy_linalg():
+    # scipy.linalg took a third of a warm `charrnn sample`'s start; Numba's own np.dot,
+    # compiled after charrnn's kernels in the same process, still finds SciPy's BLAS
+    code = ("import sys, numpy as np\nfrom numba import njit\nfrom charrnn.kernels import optim\n"
+            "optim.sumsq(np.ones(3))\nprint('scipy.linalg' in sys.modules)\n"
+            "print(njit(lambda a, b: np.dot(a, b))(np.eye(2), np.full((2, 2), 3.0)).sum())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ["False", "12.0"], r.stderr
