@@ -76,9 +76,12 @@ def test_sigkill_during_save_leaves_a_whole_checkpoint(corpus, tmp_path):
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_and_exits(corpus, tmp_path, sig, code):
     out = tmp_path / "run"
-    p = start_train(corpus, out, "--steps", "100000", "--eval-every", "20")
+    p = start_train(corpus, out, "--steps", "100000", "--eval-every", "20",
+                    env={"CHARRNN_TEST_SLOW_SAVE": "0.3"})
     wait_for(out / "latest.npz")
     p.send_signal(sig)
+    time.sleep(0.1)
+    p.send_signal(sig)             # a second one, during the (slowed) save it started
     _, err = p.communicate(timeout=60)
     assert p.returncode == code, err
     ck = C.load(out / "latest.npz")
@@ -89,25 +92,23 @@ def test_signal_saves_and_exits(corpus, tmp_path, sig, code):
 @pytest.mark.parametrize("batch,blas", [("4", "auto"), ("16", "auto"), ("16", "openblas")])
 def test_interrupt_then_resume_is_bit_identical(corpus, tmp_path, batch, blas):
     # 16 streams: two data-parallel shards with MKL; one shard of two-thread products on OpenBLAS
-    base = ["--steps", "4000", "--eval-every", "100000", "--batch-size", batch]
+    base = ["--steps", "600", "--eval-every", "250", "--batch-size", batch]
     env = {"CHARRNN_BLAS": blas}
     r = run_cli("train", corpus, "--out", tmp_path / "whole", *TINY, *base, env=env)
     assert r.returncode == 0, r.stderr
-    # interrupted at an arbitrary step by SIGINT (a second SIGINT lands during the save)
-    p = start_train(corpus, tmp_path / "cut", *base,
-                    env={"CHARRNN_TEST_SLOW_SAVE": "0.3", **env})
-    wait_for(tmp_path / "cut" / "log.jsonl")
-    p.send_signal(signal.SIGINT)
-    time.sleep(0.1)
+    # interrupted by SIGINT mid-run: held at step 250 until it comes, so that it never
+    # races the run's end
+    p = start_train(corpus, tmp_path / "cut", *base, env={"CHARRNN_TEST_HOLD_AT_STEP": "250", **env})
+    wait_for(tmp_path / "cut" / "best.npz")
     p.send_signal(signal.SIGINT)
     p.communicate(timeout=60)
     cut = C.load(tmp_path / "cut" / "latest.npz")
-    assert p.returncode == 130 and 0 < cut.train_state["step"] < 4000
+    assert p.returncode == 130 and cut.train_state["step"] == 250
     r = run_cli("train", corpus, "--resume", tmp_path / "cut", "--quiet", *base, env=env)
     assert r.returncode == 0, r.stderr
     a = C.load(tmp_path / "whole" / "latest.npz")
     b = C.load(tmp_path / "cut" / "latest.npz")
-    assert b.train_state["step"] == 4000
+    assert b.train_state["step"] == 600
     assert np.array_equal(a.flat, b.flat) and np.array_equal(a.optim["mem"], b.optim["mem"])
 
 
