@@ -93,15 +93,16 @@ def test_openblas_products_run_on_one_thread_during_a_step_only():
 
 @pytest.mark.skipif(P.BLAS != "mkl", reason="without MKL the tests above already run on OpenBLAS")
 def test_data_parallel_steps_on_openblas_too():
+    """The data-parallel tests, and the training header naming the BLAS, on OpenBLAS."""
     import os
     import subprocess
     import sys
     env = dict(os.environ, CHARRNN_BLAS="openblas", OPENBLAS_NUM_THREADS="2")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                        "-k", "shards_give or one_thread_during"],
+                        "-k", "shards_give or one_thread_during or header_names"],
                        capture_output=True, text=True, env=env, timeout=300,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert r.returncode == 0 and "7 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    assert r.returncode == 0 and "8 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
 
 
 def test_training_header_names_the_data_parallel_threads(tmp_path, bundled_text):
