@@ -82,42 +82,34 @@ def test_gemv(rng):
     np.testing.assert_allclose(out, x @ w, rtol=1e-5, atol=1e-5)
 
 
-GRADIENTS = """
-import json, sys
-import numpy as np
-from charrnn import model as M
-from charrnn.config import ModelConfig
-from charrnn.kernels import BLAS
-out = {"blas": BLAS}
-for cell in ("rnn", "lstm", "gru"):
-    rng = np.random.default_rng(1)
-    cfg = ModelConfig(model=cell, hidden=8, layers=2, vocab_size=6)
-    flat = M.init_params(cfg, np.float64, rng)
-    x = rng.integers(0, 6, (7, 3)).astype(np.int32)
-    y = rng.integers(0, 6, (7, 3)).astype(np.int32)
-    ws, st = M.Workspace(cfg, 7, 3, np.float64), M.State(cfg, 3, np.float64)
-    grad = np.zeros_like(flat)
-    loss = M.forward(cfg, M.views(flat, cfg), ws, x, y, st)
-    M.backward(cfg, M.views(flat, cfg), M.views(grad, cfg), ws, x)
-    out[cell] = [loss] + grad.tolist()
-print(json.dumps(out))
-"""
-
-
-def gradients_with(*backends):
-    """The GRADIENTS of each backend, computed at once in one process each."""
-    procs = [subprocess.Popen([sys.executable, "-c", GRADIENTS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=dict(os.environ, CHARRNN_BLAS=b, PYTHONPATH=str(ROOT)))
-             for b in backends]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err
-    return [json.loads(out) for out, _ in outs]
+def gradients():
+    """The loss and gradient of each cell on one fixed batch, in float64, with this
+    process's BLAS."""
+    from charrnn import model as M
+    from charrnn.config import ModelConfig
+    out = {"blas": BLAS}
+    for cell in ("rnn", "lstm", "gru"):
+        rng = np.random.default_rng(1)
+        cfg = ModelConfig(model=cell, hidden=8, layers=2, vocab_size=6)
+        flat = M.init_params(cfg, np.float64, rng)
+        x = rng.integers(0, 6, (7, 3)).astype(np.int32)
+        y = rng.integers(0, 6, (7, 3)).astype(np.int32)
+        ws, st = M.Workspace(cfg, 7, 3, np.float64), M.State(cfg, 3, np.float64)
+        grad = np.zeros_like(flat)
+        loss = M.forward(cfg, M.views(flat, cfg), ws, x, y, st)
+        M.backward(cfg, M.views(flat, cfg), M.views(grad, cfg), ws, x)
+        out[cell] = [loss] + grad.tolist()
+    return out
 
 
 @pytest.mark.skipif(BLAS != "mkl", reason="MKL is not installed: only one backend to test")
 def test_mkl_and_openblas_give_the_same_gradients():
-    mkl, openblas = gradients_with("auto", "openblas")
+    code = "import json, test_blas; print(json.dumps(test_blas.gradients()))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, CHARRNN_BLAS="openblas", PYTHONPATH=os.pathsep.join(
+                           [str(ROOT / "tests"), str(ROOT)])))
+    assert r.returncode == 0, r.stderr
+    mkl, openblas = gradients(), json.loads(r.stdout)
     assert (mkl["blas"], openblas["blas"]) == ("mkl", "openblas")
     for cell in ("rnn", "lstm", "gru"):
         np.testing.assert_allclose(mkl[cell], openblas[cell], rtol=1e-10, atol=1e-13)
