@@ -12,8 +12,8 @@ with the same words (tests/test_api_train.py compares them).
 import math
 import numbers
 
-from charrnn.config import (CELLS, DEFAULT_LR, DEFAULT_STEPS, DROPOUT_KINDS, DTYPES, MIN_SECONDS,
-                            OPTIMIZERS, SCHEDULES, TRAIN_OPTIONS)
+from charrnn.config import (CELLS, DEFAULT_STEPS, DROPOUT_KINDS, DTYPES, MIN_SECONDS,
+                            OPTIMIZERS, SCHEDULES, TRAIN_OPTIONS, default_lr)
 from charrnn.errors import UsageError
 
 # the bounds of train's whole-number options (the command's click.IntRange too)
@@ -218,11 +218,11 @@ def check_train(options: dict) -> dict:
         raise UsageError("plans for a time budget: give --time too", "plan")
     steps = p["steps"] if p["steps"] is not None else (
         DEFAULT_STEPS if p["epochs"] is None and p["time"] is None and p["resume"] is None else None)
-    if steps is not None and p["warmup"] >= 1 and p["warmup"] >= steps > 0 and "warmup" in o:
+    if steps is not None and "warmup" in o and p["warmup"] >= 1 and p["warmup"] >= steps > 0:
         raise UsageError(f"{p['warmup']:g} warm-up steps do not fit in a run of {steps} steps",
                          "warmup")
     lr = p["lr"] if p["lr"] is not None else (
-        DEFAULT_LR[p["optimizer"]] if "optimizer" in o or p["resume"] is None else None)
+        default_lr(p["optimizer"], p["batch_size"]) if "optimizer" in o or p["resume"] is None else None)
     if p["min_lr"] is not None and lr is not None and p["min_lr"] > lr:
         raise UsageError(f"{p['min_lr']:g} is above the learning rate {lr:g}", "min_lr")
     return o

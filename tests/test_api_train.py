@@ -186,18 +186,23 @@ def test_no_options_are_the_default_run():
     assert m == ModelConfig(**model_kw, vocab_size=65)
     assert t == TrainConfig(**train_kw, steps=DEFAULT_STEPS)
     assert (t.schedule, t.lr, t.min_lr, t.warmup, t.patience, t.avg_decay) == \
-        ("wsd", 0.05, pytest.approx(0.005), 100.0, 5, 0.999)
+        ("wsd", 0.08, pytest.approx(0.008), 400.0, 5, 0.999)
 
 
 def test_derived_defaults():
     _, t = build_configs({"optimizer": "adam"}, 10)
     assert (t.lr, t.min_lr, t.schedule) == (2e-3, 2e-4, "wsd")
     _, t = build_configs({"steps": 50}, 10)
-    assert t.warmup == 5.0                          # a tenth of a short run
+    assert t.warmup == 10.0                         # a fifth of a short run
     _, t = build_configs({"steps": 50, "warmup": 20.0}, 10)
     assert t.warmup == 20.0
     _, t = build_configs({"time": 60.0}, 10)
-    assert (t.steps, t.epochs, t.time, t.warmup) == (None, None, 60.0, 100.0)
+    assert (t.steps, t.epochs, t.time, t.warmup) == (None, None, 60.0, 400.0)
+    # Adagrad's higher rate and longer warm-up only with the streams they were measured at
+    _, t = build_configs({"batch_size": 16}, 10)
+    assert (t.lr, t.warmup) == (0.05, 100.0)
+    _, t = build_configs({"optimizer": "adam", "batch_size": 64}, 10)
+    assert (t.lr, t.warmup) == (2e-3, 100.0)
     _, t = build_configs({"epochs": 2.0, "lr": 0.1, "min_lr": 0.0, "patience": None}, 10)
     assert (t.steps, t.epochs, t.lr, t.min_lr, t.patience) == (None, 2.0, 0.1, 0.0, None)
 
