@@ -9,7 +9,9 @@ one JSON line per run.
     python3 bench/plateau.py --corpus corpora/shakespeare.txt --set lr=0.02 --set warmup=100
 
 --set KEY=VALUE overrides a TrainConfig or ModelConfig field (schedule, warmup, lr,
-optimizer, hidden, ...); the default is charrnn train's own defaults.
+optimizer, hidden, ...); the default is charrnn train's own defaults (config.train_defaults:
+the default run's, lr 0.08 with a 400-step warm-up; with --set batch_size=16, give the
+rate and warm-up of such a run too: --set lr=0.05 --set warmup=100).
 """
 import argparse
 import json

@@ -8,12 +8,15 @@ CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
 DEFAULT_LR = {"adagrad": 0.05, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
-# Adagrad with at least FAST_ADAGRAD_STREAMS streams: lr 0.08 with a 400-step warm-up. The
-# default run, with the wdrop its passes get (planner.REG_PASSES): 1.4671 over seeds 1/2/3,
-# every start clean, against 1.4727 at 0.05 with 100 steps. With a 100- or 200-step warm-up
-# 0.08 threw some seeds onto the unigram plateau (1.4975, 1.4982); with 16 streams it
-# spiked back to the unigram loss at step 180 (docs/quality.md)
-FAST_ADAGRAD_STREAMS, FAST_ADAGRAD_LR, FAST_ADAGRAD_WARMUP = 32, 0.08, 400
+# Adagrad with at least FAST_ADAGRAD_STREAMS streams in a run of at least
+# FAST_ADAGRAD_STEPS steps: lr 0.08 with a 400-step warm-up. The default run, with the wdrop
+# its passes get (planner.REG_PASSES): 1.4686 over seeds 1/2/3 against 1.4858 at 0.05 with
+# 100 steps (Intel Xeon; on a Zen 4 EPYC 1.4671 against 1.4727), every start clean. With a
+# 100- or 200-step warm-up 0.08 threw some seeds onto the unigram plateau (1.4975, 1.4982);
+# with 16 streams it spiked back to the unigram loss at step 180 (docs/quality.md). Shorter
+# runs, which cannot spend 400 steps warming up, and runs bound by epochs or time (not
+# measured) keep DEFAULT_LR and DEFAULT_WARMUP.
+FAST_ADAGRAD_STREAMS, FAST_ADAGRAD_STEPS, FAST_ADAGRAD_LR, FAST_ADAGRAD_WARMUP = 32, 2000, 0.08, 400
 DTYPES = ("float32", "float64")
 # "locked": one dropout mask per stream and TBPTT chunk, on the inputs of layers 1.. and on
 # the top layer's output (variational dropout, AWD-LSTM's LockedDropout); "step": a fresh mask
@@ -36,7 +39,7 @@ MIN_SECONDS = 5.0           # a time budget below this cannot load the kernels a
 # Every option of `charrnn train` and `charrnn.train()` with its default: the one table
 # that the command's options (and --help), the API and build_configs read. None: not set,
 # or derived from others when the run is built (build_configs): lr and schedule from the
-# optimizer and the streams (default_lr, default_warmup, DEFAULT_SCHEDULE), min_lr = lr / 10,
+# optimizer, the streams and the steps (default_rate, DEFAULT_SCHEDULE), min_lr = lr / 10,
 # steps DEFAULT_STEPS unless
 # epochs or time; a planned (time) run takes the planner's settings for what is not given.
 TRAIN_OPTIONS = {
@@ -61,18 +64,15 @@ ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dropout_kind", "wdrop",
 RESUME_OPTIONS = ("schedule", "warmup", "min_lr", "clip", "patience", "avg_decay")
 
 
-def default_lr(optimizer: str, batch_size: int) -> float:
-    """The peak learning rate of a run given no --lr."""
-    if optimizer == "adagrad" and batch_size >= FAST_ADAGRAD_STREAMS:
-        return FAST_ADAGRAD_LR
-    return DEFAULT_LR[optimizer]
-
-
-def default_warmup(optimizer: str, batch_size: int) -> float:
-    """The warm-up steps of a run given no --warmup (a step-bound run: at most a fifth of it)."""
-    if optimizer == "adagrad" and batch_size >= FAST_ADAGRAD_STREAMS:
-        return float(FAST_ADAGRAD_WARMUP)
-    return float(DEFAULT_WARMUP)
+def default_rate(optimizer: str, batch_size: int, steps: int | None) -> tuple[float, float]:
+    """(peak learning rate, warm-up steps) of a run given no --lr and no --warmup, of
+    `steps` steps (None: bound by epochs or time): FAST_ADAGRAD_*, or DEFAULT_LR with
+    DEFAULT_WARMUP steps, at most a tenth of a step-bound run."""
+    if (optimizer == "adagrad" and batch_size >= FAST_ADAGRAD_STREAMS and steps is not None
+            and steps >= FAST_ADAGRAD_STEPS):
+        return FAST_ADAGRAD_LR, float(FAST_ADAGRAD_WARMUP)
+    warmup = DEFAULT_WARMUP if steps is None else min(DEFAULT_WARMUP, max(1, steps // 10))
+    return DEFAULT_LR[optimizer], float(warmup)
 
 
 def train_defaults() -> tuple[dict, dict]:
@@ -80,12 +80,11 @@ def train_defaults() -> tuple[dict, dict]:
     given no options, from TRAIN_OPTIONS with the derived values filled in: for the
     benchmarks and tests that build a Trainer directly."""
     d = TRAIN_OPTIONS
-    lr = default_lr(d["optimizer"], d["batch_size"])
+    lr, warmup = default_rate(d["optimizer"], d["batch_size"], DEFAULT_STEPS)
     model = {k: d[k] for k in ("model", "hidden", "layers", "dropout", "dropout_kind", "wdrop")}
     train = {"batch_size": d["batch_size"], "seq_len": d["seq_len"], "optimizer": d["optimizer"],
              "lr": lr, "clip": d["clip"], "schedule": DEFAULT_SCHEDULE[d["optimizer"]],
-             "warmup": default_warmup(d["optimizer"], d["batch_size"]), "min_lr": lr / 10,
-             "patience": d["patience"],
+             "warmup": warmup, "min_lr": lr / 10, "patience": d["patience"],
              "avg_decay": d["avg_decay"], "val_max_chars": d["val_max_chars"]}
     return model, train
 
@@ -156,12 +155,9 @@ def build_configs(options: dict, vocab_size: int | None = None, plan: dict | Non
     def pick(k):
         return chosen[k] if k in chosen else TRAIN_OPTIONS[k]
     optimizer = pick("optimizer")
-    lr = pick("lr") or default_lr(optimizer, pick("batch_size"))
-    # a short step-bound run warms up over at most a fifth of it (as wsd decays over the last
-    # fifth), unless told otherwise
-    warmup = pick("warmup") if "warmup" in chosen else default_warmup(optimizer, pick("batch_size"))
-    if "warmup" not in chosen and steps is not None:
-        warmup = float(min(warmup, max(1, steps // 5)))
+    rate, warmup = default_rate(optimizer, pick("batch_size"), steps)
+    lr = pick("lr") or rate
+    warmup = pick("warmup") if "warmup" in chosen else warmup
     mcfg = ModelConfig(model=pick("model"), hidden=pick("hidden"), layers=pick("layers"),
                        vocab_size=vocab_size, dropout=pick("dropout"),
                        dropout_kind=pick("dropout_kind"), wdrop=pick("wdrop"))

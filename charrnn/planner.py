@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charrnn.config import (DEFAULT_AVG_DECAY, DEFAULT_SCHEDULE, DEFAULT_STEPS,
-                            FAST_ADAGRAD_LR, TRAIN_OPTIONS, ModelConfig, TrainConfig, default_lr)
+from charrnn.config import (DEFAULT_AVG_DECAY, DEFAULT_LR, DEFAULT_SCHEDULE, DEFAULT_STEPS, TRAIN_OPTIONS,
+                            ModelConfig, TrainConfig)
 
 # (layers, hidden), smallest first
 CANDIDATES = [(1, 64), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512)]
@@ -56,9 +56,9 @@ WARMUP = 200
 # plan): 1.5352 against 1.5941; 2x256 at 4,200 steps (300 s) with wdrop 0.2: 1.4469. With a
 # 100-step warm-up, 0.08 left one run of six on the unigram plateau for 228 steps; with 200
 # steps none of four (bench/plateau.py). With fewer streams it spiked (B=16: back up to the
-# unigram loss at step 180), so a plan with a smaller batch keeps the lower rate
-# (config.default_lr, which a run given no --lr takes too).
-PLANNED_ADAGRAD_LR = FAST_ADAGRAD_LR
+# unigram loss at step 180), so a plan with a smaller batch keeps the default rate. (A
+# step-bound run given no --lr: config.default_rate, measured on the default run.)
+PLANNED_ADAGRAD_LR = 0.08
 EVAL_SHARE = 0.05        # of the budget, spent evaluating (measured 3-5%)
 TIMING_SECONDS = 0.4     # per candidate, after one untimed step
 # Adagrad (lr 0.05, warm-up) against Adam (lr 2e-3): 1.71 vs 1.93 after 1500 steps of a
@@ -161,7 +161,7 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
         reasons.append(f"weight average, decay {settings['avg_decay']:g}: validation and best.npz use it")
     opt = given.get("optimizer", PLANNED_OPTIMIZER)
     settings["optimizer"] = opt
-    planned_lr = default_lr(opt, B)
+    planned_lr = PLANNED_ADAGRAD_LR if opt == "adagrad" and B >= 32 else DEFAULT_LR[opt]
     settings["lr"] = given.get("lr", planned_lr)
     reasons.append(f"{opt} lr {settings['lr']:g}" + (
         ": your --optimizer" if "optimizer" in given else

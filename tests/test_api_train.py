@@ -193,16 +193,19 @@ def test_derived_defaults():
     _, t = build_configs({"optimizer": "adam"}, 10)
     assert (t.lr, t.min_lr, t.schedule) == (2e-3, 2e-4, "wsd")
     _, t = build_configs({"steps": 50}, 10)
-    assert t.warmup == 10.0                         # a fifth of a short run
+    assert (t.lr, t.warmup) == (0.05, 5.0)          # a tenth of a short run
     _, t = build_configs({"steps": 50, "warmup": 20.0}, 10)
     assert t.warmup == 20.0
     _, t = build_configs({"time": 60.0}, 10)
-    assert (t.steps, t.epochs, t.time, t.warmup) == (None, None, 60.0, 400.0)
-    # Adagrad's higher rate and longer warm-up only with the streams they were measured at
-    _, t = build_configs({"batch_size": 16}, 10)
-    assert (t.lr, t.warmup) == (0.05, 100.0)
-    _, t = build_configs({"optimizer": "adam", "batch_size": 64}, 10)
-    assert (t.lr, t.warmup) == (2e-3, 100.0)
+    assert (t.steps, t.epochs, t.time, t.lr, t.warmup) == (None, None, 60.0, 0.05, 100.0)
+    # Adagrad's higher rate and longer warm-up only where they were measured: 32 streams or
+    # more, in a run long enough to spend 400 steps warming up
+    for options, want in [({"steps": 1999}, (0.05, 100.0)), ({"steps": 2000}, (0.08, 400.0)),
+                          ({"epochs": 10.0}, (0.05, 100.0)), ({"batch_size": 16}, (0.05, 100.0)),
+                          ({"batch_size": 64}, (0.08, 400.0)), ({"optimizer": "adam"}, (2e-3, 100.0)),
+                          ({"lr": 0.02}, (0.02, 400.0)), ({"warmup": 50.0}, (0.08, 50.0))]:
+        _, t = build_configs(options, 10)
+        assert (t.lr, t.warmup) == want, options
     _, t = build_configs({"epochs": 2.0, "lr": 0.1, "min_lr": 0.0, "patience": None}, 10)
     assert (t.steps, t.epochs, t.lr, t.min_lr, t.patience) == (None, 2.0, 0.1, 0.0, None)
 

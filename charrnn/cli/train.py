@@ -47,15 +47,14 @@ def _choice(name):
 @click.option("--optimizer", type=_choice("optimizer"), default=DEFAULTS["optimizer"], show_default=True,
               help="Update rule.")
 @click.option("--lr", type=finite_float(0, lo_open=True), default=None,
-              help="Peak learning rate  [default: adagrad 0.08 with 32 or more streams, else 0.05; "
-                   "adam/rmsprop 0.002, sgd 1.0]")
+              help="Peak learning rate  [default: adagrad 0.05, or 0.08 in a run of 2000 steps or "
+                   "more with 32 or more streams; adam/rmsprop 0.002, sgd 1.0]")
 @click.option("--schedule", type=_choice("schedule"), default=None,
               help="Learning-rate schedule over the run's --steps, --epochs or --time  "
                    "[default: wsd: warm-up, stable, then a linear decay over the last fifth]")
 @click.option("--warmup", type=Warmup(), default=None,
               help="Linear warm-up: a number of steps, or a fraction of the run (0.05)  [default: "
-                   "400 steps for adagrad with 32 or more streams, else 100; at most a fifth of "
-                   "a --steps run]")
+                   "100 steps, at most a tenth of a --steps run; 400 where adagrad takes 0.08]")
 @click.option("--min-lr", type=finite_float(0), default=None,
               help="Rate a decaying schedule ends at  [default: --lr / 10]")
 @click.option("--clip", type=finite_float(0), default=DEFAULTS["clip"], show_default=True,

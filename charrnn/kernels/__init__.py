@@ -273,4 +273,3 @@ def _tolerate_broken_cache():
 
     cls._load_index, cls._load_data, cls.save = safe_index, safe_data, safe_save
     cls._charrnn_tolerant = True
-
