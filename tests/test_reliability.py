@@ -76,16 +76,19 @@ def test_sigkill_during_save_leaves_a_whole_checkpoint(corpus, tmp_path):
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_and_exits(corpus, tmp_path, sig, code):
     out = tmp_path / "run"
-    p = start_train(corpus, out, "--steps", "100000", "--eval-every", "20",
-                    env={"CHARRNN_TEST_SLOW_SAVE": "0.3"})
-    wait_for(out / "latest.npz")
+    # no evaluation before step 100000: the only checkpoint is the one the signal's save
+    # writes, slowed so that a second signal lands during it
+    p = start_train(corpus, out, "--steps", "1000000", "--eval-every", "100000",
+                    env={"CHARRNN_TEST_SLOW_SAVE": "0.5"})
+    wait_for(out / "log.jsonl")                    # its first line: step 50
+    assert not (out / "latest.npz").exists()
     p.send_signal(sig)
     time.sleep(0.1)
-    p.send_signal(sig)             # a second one, during the (slowed) save it started
+    p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == code, err
     ck = C.load(out / "latest.npz")
-    assert ck.train_state["step"] >= 20
+    assert ck.train_state["step"] >= 50
     assert b"Traceback" not in err
 
 
