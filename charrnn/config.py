@@ -38,10 +38,10 @@ MIN_SECONDS = 5.0           # a time budget below this cannot load the kernels a
 
 # Every option of `charrnn train` and `charrnn.train()` with its default: the one table
 # that the command's options (and --help), the API and build_configs read. None: not set,
-# or derived from others when the run is built (build_configs): lr and schedule from the
-# optimizer, the streams and the steps (default_rate, DEFAULT_SCHEDULE), min_lr = lr / 10,
-# steps DEFAULT_STEPS unless
-# epochs or time; a planned (time) run takes the planner's settings for what is not given.
+# or derived from others when the run is built (build_configs): lr, warmup and schedule from
+# the optimizer, the streams and the steps (default_rate, DEFAULT_SCHEDULE), min_lr = lr / 10,
+# steps DEFAULT_STEPS unless epochs or time; a planned (time) run takes the planner's
+# settings for what is not given.
 TRAIN_OPTIONS = {
     # the network
     "model": "lstm", "hidden": 256, "layers": 2, "dropout": 0.0, "dropout_kind": "locked",

@@ -77,13 +77,17 @@ def test_sigkill_during_save_leaves_a_whole_checkpoint(corpus, tmp_path):
 def test_signal_saves_and_exits(corpus, tmp_path, sig, code):
     out = tmp_path / "run"
     # no evaluation before step 100000: the only checkpoint is the one the signal's save
-    # writes, slowed so that a second signal lands during it
+    # writes, slowed (its temporary file stays for a second) so that a second signal, sent
+    # once that file is there, lands during it
     p = start_train(corpus, out, "--steps", "1000000", "--eval-every", "100000",
-                    env={"CHARRNN_TEST_SLOW_SAVE": "0.5"})
+                    env={"CHARRNN_TEST_SLOW_SAVE": "1"})
     wait_for(out / "log.jsonl")                    # its first line: step 50
     assert not (out / "latest.npz").exists()
     p.send_signal(sig)
-    time.sleep(0.1)
+    t0 = time.time()
+    while not list(out.glob(".tmp-*.npz")):
+        assert time.time() - t0 < 60 and p.poll() is None, "the signal started no save"
+        time.sleep(0.02)
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == code, err
