@@ -287,16 +287,20 @@ class _Latch:
         return self.reason is not None
 
 
-def _test_seam_hold(step, out_dir, stop):
+def _test_seam_hold(step, out_dir, stop, lead):
     """Tests set CHARRNN_TEST_HOLD_AT_STEP=<step>[:<text in the run folder's path>] to
     hold a run, saved, at that step until it is told to stop (a stop signal, in the
-    command): a test that interrupts a run mid-way then never races it to the end.
-    Does nothing when unset."""
+    command): a test that interrupts a run mid-way then never races it to the end. With
+    CHARRNN_TEST_HELD_FILE=<path> too, the process that writes (rank 0 under MPI) creates
+    that file once it holds, every save done: the moment a test can act. Does nothing
+    when unset."""
     hold = os.environ.get("CHARRNN_TEST_HOLD_AT_STEP")
     if not hold:
         return
     at, _, where = hold.partition(":")
     if step == int(at) and where in str(out_dir):
+        if lead and os.environ.get("CHARRNN_TEST_HELD_FILE"):
+            open(os.environ["CHARRNN_TEST_HELD_FILE"], "w").close()
         while not stop():
             time.sleep(0.02)
 
@@ -435,7 +439,7 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
             trainer.since_best = 0 if improved else trainer.since_best + 1
             save(best=improved)
             saved_step = trainer.step
-            _test_seam_hold(trainer.step, out_dir, stop)
+            _test_seam_hold(trainer.step, out_dir, stop, lead)
             on_event("eval", {**info, "val_loss": val, "best": improved, "trainer": trainer})
             if world is not None:   # every kernel loaded (training, evaluation, previews):
                 world.started = True    # the short deadline from now on

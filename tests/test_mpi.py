@@ -71,20 +71,6 @@ def _log(folder):
     return [{k: v for k, v in json.loads(line).items() if k not in WALL} for line in lines]
 
 
-def _wait_for_step(folder, step, proc, timeout=240):
-    """Until latest.npz is saved at `step` (the run then holds there: the test seam)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if _arrays(folder)[1]["step"] == step:
-                return
-        except (OSError, ValueError, KeyError):
-            pass
-        assert proc.poll() is None, proc.communicate()[1].decode()
-        time.sleep(0.05)
-    raise AssertionError(f"step {step} never saved")
-
-
 def _ranks(mark) -> dict:
     """{rank: pid} of the charrnn processes started with CHARRNN_TEST_MARK=mark."""
     found = {}
@@ -101,16 +87,24 @@ def _ranks(mark) -> dict:
 @pytest.fixture
 def held():
     """start(corpus, out, *args): 2 ranks that hold, saved, at step 20 -> (mpiexec's Popen,
-    {rank: pid}); whatever a test leaves running is killed after it."""
+    {rank: pid}), returned once rank 0 holds (every save of step 20 done: the seam's held
+    file); whatever a test leaves running is killed after it."""
     started = []
 
     def start(corpus, out, *args):
+        held_file = out.parent / f"{out.name}.held"
         proc = subprocess.Popen(_cmd(2, corpus, *OPTIONS, "--out", out, *args), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE,
                                 env=_env(CHARRNN_TEST_HOLD_AT_STEP=f"20:{out.name}",
+                                         CHARRNN_TEST_HELD_FILE=str(held_file),
                                          CHARRNN_TEST_MARK=out.name))
         started.append((proc, out.name))
-        _wait_for_step(out, 20, proc)
+        deadline = time.monotonic() + 240
+        while not held_file.exists():
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "never held at step 20"
+            time.sleep(0.05)
+        assert _arrays(out)[1]["step"] == 20
         ranks = _ranks(out.name)
         assert sorted(ranks) == [0, 1]
         return proc, ranks
