@@ -347,7 +347,7 @@ def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta
 
     from charrnn import __version__, distributed, runs
     from charrnn import options as O
-    from charrnn.config import build_configs, run_bounds
+    from charrnn.config import TRAIN_OPTIONS, build_configs, run_bounds
     world = distributed.world(mpi_timeout)
     lead = world is None or world.rank == 0
     if not lead:
@@ -363,7 +363,7 @@ def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta
             steps, epochs, seconds = run_bounds(o, ck)
             out = os.fspath(out) if out is not None else (
                 os.path.dirname(os.path.abspath(resume)) if ck is not None
-                else runs.default_run_dir(paths, o.get("model", "lstm")))
+                else runs.default_run_dir(paths, o.get("model", TRAIN_OPTIONS["model"])))
             if lead:
                 runs.guard_run_folder(out, resume, ck)
             pause_at = O.pause_point(o.get("pause_at"), seconds is not None and steps is None and epochs is None)

@@ -9,14 +9,19 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
 DEFAULT_LR = {"adagrad": 0.05, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
 # Adagrad with at least FAST_ADAGRAD_STREAMS streams in a run of at least
-# FAST_ADAGRAD_STEPS steps: lr 0.08 with a 400-step warm-up. The default run, with the wdrop
-# its passes get (planner.REG_PASSES): 1.4686 over seeds 1/2/3 against 1.4858 at 0.05 with
-# 100 steps (Intel Xeon; on a Zen 4 EPYC 1.4671 against 1.4727), every start clean. With a
-# 100- or 200-step warm-up 0.08 threw some seeds onto the unigram plateau (1.4975, 1.4982);
-# with 16 streams it spiked back to the unigram loss at step 180 (docs/quality.md). Shorter
+# FAST_ADAGRAD_STEPS steps: a higher rate, FAST_ADAGRAD[cell] = (lr, clip), after a
+# FAST_ADAGRAD_WARMUP-step warm-up. LSTM: 0.08; the default run of then (2x256, 3000 steps)
+# 1.4686 over seeds 1/2/3 against 1.4858 at 0.05 with 100 steps (Intel Xeon; on a Zen 4 EPYC
+# 1.4671 against 1.4727); with a 100- or 200-step warm-up 0.08 threw some seeds onto the
+# unigram plateau (1.4975, 1.4982); with 16 streams it spiked back to the unigram loss at
+# step 180. GRU: 0.11 with the gradient clipped to norm 1; the default run (2x256, 3900
+# steps) 1.4505/1.4598 (seeds 1/2) against 1.4616/1.4621 at 0.08; at 0.11 with clip 5 seed 2
+# spiked at step 600 (1.4812), at 0.15 seed 1 reached 1.4595 (docs/quality.md). Shorter
 # runs, which cannot spend 400 steps warming up, and runs bound by epochs or time (not
-# measured) keep DEFAULT_LR and DEFAULT_WARMUP.
-FAST_ADAGRAD_STREAMS, FAST_ADAGRAD_STEPS, FAST_ADAGRAD_LR, FAST_ADAGRAD_WARMUP = 32, 2000, 0.08, 400
+# measured) keep DEFAULT_LR, DEFAULT_WARMUP and DEFAULT_CLIP.
+FAST_ADAGRAD_STREAMS, FAST_ADAGRAD_STEPS, FAST_ADAGRAD_WARMUP = 32, 2000, 400
+FAST_ADAGRAD = {"rnn": (0.08, 5.0), "lstm": (0.08, 5.0), "gru": (0.11, 1.0)}
+DEFAULT_CLIP = 5.0
 DTYPES = ("float32", "float64")
 # "locked": one dropout mask per stream and TBPTT chunk, on the inputs of layers 1.. and on
 # the top layer's output (variational dropout, AWD-LSTM's LockedDropout); "step": a fresh mask
@@ -33,7 +38,9 @@ DEFAULT_SCHEDULE = {"adagrad": "wsd", "adam": "wsd", "rmsprop": "wsd", "sgd": "w
 DEFAULT_WARMUP = 100        # steps: without it Adagrad sat on the unigram plateau 230-400 steps
 DEFAULT_PATIENCE = 5        # evaluations without a new best
 DEFAULT_AVG_DECAY = 0.999   # the weight average: the default run 1.4727 with it, 1.4754 without (median of 3 seeds, each 0.003 better; docs/quality.md)
-DEFAULT_STEPS = 3000        # a run given none of steps, epochs, time
+# a run given none of steps, epochs, time: the default model's (a 2x256 GRU) steps in the
+# wall time of 3000 steps of the 2x256 LSTM it replaced (which ran 1.31x slower a step)
+DEFAULT_STEPS = 3900
 MIN_SECONDS = 5.0           # a time budget below this cannot load the kernels and train
 
 # Every option of `charrnn train` and `charrnn.train()` with its default: the one table
@@ -44,11 +51,11 @@ MIN_SECONDS = 5.0           # a time budget below this cannot load the kernels a
 # settings for what is not given.
 TRAIN_OPTIONS = {
     # the network
-    "model": "lstm", "hidden": 256, "layers": 2, "dropout": 0.0, "dropout_kind": "locked",
+    "model": "gru", "hidden": 256, "layers": 2, "dropout": 0.0, "dropout_kind": "locked",
     "wdrop": 0.0,
     # how it trains
     "avg_decay": DEFAULT_AVG_DECAY, "batch_size": 32, "seq_len": 64, "optimizer": "adagrad",
-    "lr": None, "schedule": None, "warmup": None, "min_lr": None, "clip": 5.0,
+    "lr": None, "schedule": None, "warmup": None, "min_lr": None, "clip": None,
     # for how long
     "steps": None, "epochs": None, "time": None, "plan": None, "pause_at": None,
     "patience": DEFAULT_PATIENCE, "eval_every": 200, "val_frac": 0.1,
@@ -64,15 +71,17 @@ ARCH_OPTIONS = ("model", "hidden", "layers", "dropout", "dropout_kind", "wdrop",
 RESUME_OPTIONS = ("schedule", "warmup", "min_lr", "clip", "patience", "avg_decay")
 
 
-def default_rate(optimizer: str, batch_size: int, steps: int | None) -> tuple[float, float]:
-    """(peak learning rate, warm-up steps) of a run given no --lr and no --warmup, of
-    `steps` steps (None: bound by epochs or time): FAST_ADAGRAD_*, or DEFAULT_LR with
-    DEFAULT_WARMUP steps, at most a tenth of a step-bound run."""
+def default_rate(cell: str, optimizer: str, batch_size: int, steps: int | None) -> tuple[float, float, float]:
+    """(peak learning rate, warm-up steps, clip) of a run of `cell`s given no --lr, no
+    --warmup and no --clip, of `steps` steps (None: bound by epochs or time):
+    FAST_ADAGRAD, or DEFAULT_LR with DEFAULT_WARMUP steps (at most a tenth of a step-bound
+    run) and DEFAULT_CLIP."""
     if (optimizer == "adagrad" and batch_size >= FAST_ADAGRAD_STREAMS and steps is not None
             and steps >= FAST_ADAGRAD_STEPS):
-        return FAST_ADAGRAD_LR, float(FAST_ADAGRAD_WARMUP)
+        lr, clip = FAST_ADAGRAD[cell]
+        return lr, float(FAST_ADAGRAD_WARMUP), clip
     warmup = DEFAULT_WARMUP if steps is None else min(DEFAULT_WARMUP, max(1, steps // 10))
-    return DEFAULT_LR[optimizer], float(warmup)
+    return DEFAULT_LR[optimizer], float(warmup), DEFAULT_CLIP
 
 
 def train_defaults() -> tuple[dict, dict]:
@@ -80,10 +89,10 @@ def train_defaults() -> tuple[dict, dict]:
     given no options, from TRAIN_OPTIONS with the derived values filled in: for the
     benchmarks and tests that build a Trainer directly."""
     d = TRAIN_OPTIONS
-    lr, warmup = default_rate(d["optimizer"], d["batch_size"], DEFAULT_STEPS)
+    lr, warmup, clip = default_rate(d["model"], d["optimizer"], d["batch_size"], DEFAULT_STEPS)
     model = {k: d[k] for k in ("model", "hidden", "layers", "dropout", "dropout_kind", "wdrop")}
     train = {"batch_size": d["batch_size"], "seq_len": d["seq_len"], "optimizer": d["optimizer"],
-             "lr": lr, "clip": d["clip"], "schedule": DEFAULT_SCHEDULE[d["optimizer"]],
+             "lr": lr, "clip": clip, "schedule": DEFAULT_SCHEDULE[d["optimizer"]],
              "warmup": warmup, "min_lr": lr / 10, "patience": d["patience"],
              "avg_decay": d["avg_decay"], "val_max_chars": d["val_max_chars"]}
     return model, train
@@ -155,14 +164,15 @@ def build_configs(options: dict, vocab_size: int | None = None, plan: dict | Non
     def pick(k):
         return chosen[k] if k in chosen else TRAIN_OPTIONS[k]
     optimizer = pick("optimizer")
-    rate, warmup = default_rate(optimizer, pick("batch_size"), steps)
+    rate, warmup, clip = default_rate(pick("model"), optimizer, pick("batch_size"), steps)
     lr = pick("lr") or rate
     warmup = pick("warmup") if "warmup" in chosen else warmup
+    clip = pick("clip") if pick("clip") is not None else clip
     mcfg = ModelConfig(model=pick("model"), hidden=pick("hidden"), layers=pick("layers"),
                        vocab_size=vocab_size, dropout=pick("dropout"),
                        dropout_kind=pick("dropout_kind"), wdrop=pick("wdrop"))
     tcfg = TrainConfig(batch_size=pick("batch_size"), seq_len=pick("seq_len"), optimizer=optimizer,
-                       lr=lr, clip=pick("clip"), steps=steps, epochs=epochs, time=seconds,
+                       lr=lr, clip=clip, steps=steps, epochs=epochs, time=seconds,
                        eval_every=pick("eval_every"), val_frac=pick("val_frac"),
                        val_max_chars=pick("val_max_chars"), seed=pick("seed"),
                        dtype=pick("dtype"), warmup=warmup,

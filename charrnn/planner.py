@@ -13,10 +13,11 @@ The rules, each measured on tinyshakespeare (docs/quality.md):
     budget allows, for a model large enough to memorise it (regularisation(): REG_PASSES,
     MEMORISING; the same rule sets a step-bound run's); a weight average (AVG_DECAY) always;
   - the optimizer: PLANNED_OPTIMIZER (see its comment); the user's --optimizer wins;
-  - Adagrad at PLANNED_ADAGRAD_LR (with B >= 32);
-  - the wsd schedule to the end of the budget, warm-up of WARMUP steps (or 5% of the
-    run if that is fewer), about EVALS evaluations per run, early stopping after
-    PATIENCE evaluations without a new best.
+  - the rate, warm-up and clip of a step-bound run of the plan's steps
+    (config.default_rate: for Adagrad with B >= 32 over 2000 steps or more, 0.11 for a GRU,
+    0.08 for an LSTM, after 400 steps);
+  - the wsd schedule to the end of the budget, about EVALS evaluations per run, early
+    stopping after PATIENCE evaluations without a new best.
 Options the user gives are never changed: the candidates are narrowed to them.
 """
 import math
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charrnn.config import (DEFAULT_AVG_DECAY, DEFAULT_LR, DEFAULT_SCHEDULE, DEFAULT_STEPS, TRAIN_OPTIONS,
-                            ModelConfig, TrainConfig)
+from charrnn.config import (DEFAULT_AVG_DECAY, DEFAULT_SCHEDULE, DEFAULT_STEPS, TRAIN_OPTIONS, ModelConfig,
+                            TrainConfig, default_rate)
 
 # (layers, hidden), smallest first
 CANDIDATES = [(1, 64), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512)]
@@ -51,14 +52,10 @@ DEFAULT_MODEL = (TRAIN_OPTIONS["layers"], TRAIN_OPTIONS["hidden"])
 START_UP_SECONDS = 5.0   # loading, compiling and planning, beside training and evaluating
 EVALS = 12
 PATIENCE = 5
-WARMUP = 200
-# Adagrad's rate in a plan (B >= 32): 0.08 against 0.05, 2x128 LSTM, 3,100 steps (the 60 s
-# plan): 1.5352 against 1.5941; 2x256 at 4,200 steps (300 s) with wdrop 0.2: 1.4469. With a
-# 100-step warm-up, 0.08 left one run of six on the unigram plateau for 228 steps; with 200
-# steps none of four (bench/plateau.py). With fewer streams it spiked (B=16: back up to the
-# unigram loss at step 180), so a plan with a smaller batch keeps the default rate. (A
-# step-bound run given no --lr: config.default_rate, measured on the default run.)
-PLANNED_ADAGRAD_LR = 0.08
+# (The rate: config.default_rate, the step-bound runs' rule. Before the GRU (2026-12-06)
+# plans trained the LSTM at 0.08 after min(200, steps / 20) warm-up steps: 0.08 against 0.05,
+# 2x128 LSTM, 3,100 steps (the 60 s plan), 1.5352 against 1.5941; 2x256 at 4,200 steps
+# (300 s) with wdrop 0.2: 1.4469.)
 EVAL_SHARE = 0.05        # of the budget, spent evaluating (measured 3-5%)
 TIMING_SECONDS = 0.4     # per candidate, after one untimed step
 # Adagrad (lr 0.05, warm-up) against Adam (lr 2e-3): 1.71 vs 1.93 after 1500 steps of a
@@ -107,7 +104,7 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
     with a vocabulary of V. `given`: the options the user set (they are kept).
     `speed(cell, layers, hidden, V, B, T, dtype)` -> chars/s (measured by default)."""
     t0 = time.perf_counter()
-    cell = given.get("model", "lstm")
+    cell = given.get("model", TRAIN_OPTIONS["model"])
     B, T = given.get("batch_size", 32), given.get("seq_len", 64)
     train_seconds = budget * (1 - EVAL_SHARE)
     cands = [(L, H) for L, H in CANDIDATES
@@ -161,18 +158,19 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
         reasons.append(f"weight average, decay {settings['avg_decay']:g}: validation and best.npz use it")
     opt = given.get("optimizer", PLANNED_OPTIMIZER)
     settings["optimizer"] = opt
-    planned_lr = PLANNED_ADAGRAD_LR if opt == "adagrad" and B >= 32 else DEFAULT_LR[opt]
+    steps = max(1, int(cps * train_seconds / (B * T)))
+    planned_lr, warmup, clip = default_rate(cell, opt, B, steps)
     settings["lr"] = given.get("lr", planned_lr)
     reasons.append(f"{opt} lr {settings['lr']:g}" + (
         ": your --optimizer" if "optimizer" in given else
         f": {OPTIMIZER_REASON}" + ("" if opt == "adagrad" else " (--optimizer adagrad keeps Adagrad)")))
-    steps = max(1, int(cps * train_seconds / (B * T)))
     settings["schedule"] = given.get("schedule", DEFAULT_SCHEDULE[opt])
-    settings["warmup"] = given.get("warmup", float(min(WARMUP, max(1, steps // 20))))
+    settings["warmup"] = given.get("warmup", warmup)
+    settings["clip"] = given.get("clip", clip)
     settings["eval_every"] = given.get("eval_every", _nice(max(10, steps // EVALS)))
     settings["patience"] = given.get("patience", PATIENCE)
     reasons.append(f"{settings['schedule']} schedule over the {budget:.0f} s budget, about "
-                   f"{steps:,} steps, warm-up {settings['warmup']:g} steps, evaluation every "
+                   f"{steps:,} steps, warm-up {settings['warmup']:g} steps, clip {settings['clip']:g}, evaluation every "
                    f"{settings['eval_every']} steps, early stop after {settings['patience']} "
                    f"evaluations without a new best")
     plan = Plan(settings, reasons, speeds, time.perf_counter() - t0)

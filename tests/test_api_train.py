@@ -185,27 +185,30 @@ def test_no_options_are_the_default_run():
     model_kw, train_kw = train_defaults()
     assert m == ModelConfig(**model_kw, vocab_size=65)
     assert t == TrainConfig(**train_kw, steps=DEFAULT_STEPS)
-    assert (t.schedule, t.lr, t.min_lr, t.warmup, t.patience, t.avg_decay) == \
-        ("wsd", 0.08, pytest.approx(0.008), 400.0, 5, 0.999)
+    assert (m.model, m.layers, m.hidden, t.steps) == ("gru", 2, 256, 3900)
+    assert (t.schedule, t.lr, t.min_lr, t.warmup, t.clip, t.patience, t.avg_decay) == \
+        ("wsd", 0.11, pytest.approx(0.011), 400.0, 1.0, 5, 0.999)
 
 
 def test_derived_defaults():
     _, t = build_configs({"optimizer": "adam"}, 10)
     assert (t.lr, t.min_lr, t.schedule) == (2e-3, 2e-4, "wsd")
     _, t = build_configs({"steps": 50}, 10)
-    assert (t.lr, t.warmup) == (0.05, 5.0)          # a tenth of a short run
+    assert (t.lr, t.warmup, t.clip) == (0.05, 5.0, 5.0)     # a tenth of a short run
     _, t = build_configs({"steps": 50, "warmup": 20.0}, 10)
     assert t.warmup == 20.0
     _, t = build_configs({"time": 60.0}, 10)
     assert (t.steps, t.epochs, t.time, t.lr, t.warmup) == (None, None, 60.0, 0.05, 100.0)
-    # Adagrad's higher rate and longer warm-up only where they were measured: 32 streams or
-    # more, in a run long enough to spend 400 steps warming up
-    for options, want in [({"steps": 1999}, (0.05, 100.0)), ({"steps": 2000}, (0.08, 400.0)),
-                          ({"epochs": 10.0}, (0.05, 100.0)), ({"batch_size": 16}, (0.05, 100.0)),
-                          ({"batch_size": 64}, (0.08, 400.0)), ({"optimizer": "adam"}, (2e-3, 100.0)),
-                          ({"lr": 0.02}, (0.02, 400.0)), ({"warmup": 50.0}, (0.08, 50.0))]:
+    # Adagrad's higher rate, longer warm-up (and a GRU's tighter clip) only where they were
+    # measured: 32 streams or more, in a run long enough to spend 400 steps warming up
+    for options, want in [({"steps": 1999}, (0.05, 100.0, 5.0)), ({"steps": 2000}, (0.11, 400.0, 1.0)),
+                          ({"epochs": 10.0}, (0.05, 100.0, 5.0)), ({"batch_size": 16}, (0.05, 100.0, 5.0)),
+                          ({"batch_size": 64}, (0.11, 400.0, 1.0)), ({"optimizer": "adam"}, (2e-3, 100.0, 5.0)),
+                          ({"model": "lstm"}, (0.08, 400.0, 5.0)), ({"model": "rnn"}, (0.08, 400.0, 5.0)),
+                          ({"lr": 0.02}, (0.02, 400.0, 1.0)), ({"warmup": 50.0}, (0.11, 50.0, 1.0)),
+                          ({"clip": 0.0}, (0.11, 400.0, 0.0)), ({"steps": 50, "clip": 2.0}, (0.05, 5.0, 2.0))]:
         _, t = build_configs(options, 10)
-        assert (t.lr, t.warmup) == want, options
+        assert (t.lr, t.warmup, t.clip) == want, options
     _, t = build_configs({"epochs": 2.0, "lr": 0.1, "min_lr": 0.0, "patience": None}, 10)
     assert (t.steps, t.epochs, t.lr, t.min_lr, t.patience) == (None, 2.0, 0.1, 0.0, None)
 

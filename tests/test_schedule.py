@@ -200,7 +200,7 @@ def test_run_reports_why_it_ended(tmp_path, bundled_text):
     (["--warmup", "500", "--steps", "300"], "--warmup"),
     (["--warmup", "1.5"], "--warmup"),
     (["--warmup", "-0.1"], "--warmup"),
-    (["--min-lr", "0.1"], "--min-lr"),                     # above Adagrad's 0.08 (default run)
+    (["--min-lr", "0.2"], "--min-lr"),                     # above Adagrad's 0.11 (default run)
     (["--min-lr", "0.01", "--optimizer", "adam"], "--min-lr"),
     (["--patience", "0"], "--patience"),
     (["--patience", "soon"], "--patience"),

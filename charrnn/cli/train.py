@@ -47,18 +47,19 @@ def _choice(name):
 @click.option("--optimizer", type=_choice("optimizer"), default=DEFAULTS["optimizer"], show_default=True,
               help="Update rule.")
 @click.option("--lr", type=finite_float(0, lo_open=True), default=None,
-              help="Peak learning rate  [default: adagrad 0.05, or 0.08 in a run of 2000 steps or "
-                   "more with 32 or more streams; adam/rmsprop 0.002, sgd 1.0]")
+              help="Peak learning rate  [default: adagrad 0.05, or in a run of 2000 steps or more "
+                   "with 32 or more streams 0.11 (gru) or 0.08 (lstm, rnn); adam/rmsprop 0.002, sgd 1.0]")
 @click.option("--schedule", type=_choice("schedule"), default=None,
               help="Learning-rate schedule over the run's --steps, --epochs or --time  "
                    "[default: wsd: warm-up, stable, then a linear decay over the last fifth]")
 @click.option("--warmup", type=Warmup(), default=None,
               help="Linear warm-up: a number of steps, or a fraction of the run (0.05)  [default: "
-                   "100 steps, at most a tenth of a --steps run; 400 where adagrad takes 0.08]")
+                   "100 steps, at most a tenth of a --steps run; 400 where adagrad takes 0.08 or 0.11]")
 @click.option("--min-lr", type=finite_float(0), default=None,
               help="Rate a decaying schedule ends at  [default: --lr / 10]")
-@click.option("--clip", type=finite_float(0), default=DEFAULTS["clip"], show_default=True,
-              help="Clip the gradient to this global L2 norm (0 = off).")
+@click.option("--clip", type=finite_float(0), default=None,
+              help="Clip the gradient to this global L2 norm (0 = off)  [default: 5; 1 where a gru "
+                   "takes adagrad's 0.11]")
 @click.option("--steps", type=_int("steps"), default=None,
               help=f"Train up to this total step count (a resumed run continues to it)  "
                    f"[default: {DEFAULT_STEPS} unless --epochs or --time]")
@@ -123,7 +124,7 @@ def train(ctx, corpus, out, dry_run, threads, mpi_timeout, quiet, preview, **par
       charrnn train corpora/shakespeare.txt
       charrnn train corpora/shakespeare.txt --time 20m
       charrnn train my_texts/*.txt --model gru --hidden 512 --time 1h30m
-      charrnn train input.txt --steps 10000 --resume checkpoints/input-lstm-20261123-101500
+      charrnn train input.txt --steps 10000 --resume checkpoints/input-gru-20261123-101500
     """
     # the options given on the command line: charrnn.train() fills in the rest, from the
     # same table as this command's defaults
