@@ -15,8 +15,9 @@ DEFAULT_LR = {"adagrad": 0.05, "adam": 2e-3, "rmsprop": 2e-3, "sgd": 1.0}
 # 1.4671 against 1.4727); with a 100- or 200-step warm-up 0.08 threw some seeds onto the
 # unigram plateau (1.4975, 1.4982); with 16 streams it spiked back to the unigram loss at
 # step 180. GRU: 0.11 with the gradient clipped to norm 1; the default run (2x256, 3900
-# steps) 1.4505/1.4598 (seeds 1/2) against 1.4616/1.4621 at 0.08; at 0.11 with clip 5 seed 2
-# spiked at step 600 (1.4812), at 0.15 seed 1 reached 1.4595 (docs/quality.md). Shorter
+# steps) 1.4612/1.4648/1.4637 over seeds 1/2/3 (one thread a run: 1.4539/1.4598/1.4662,
+# against 1.4616/1.4621 for seeds 1/2 at 0.08); at 0.11 with clip 5 seed 2 spiked at step 600
+# (1.4812), at 0.15 seed 1 reached 1.4595 (docs/quality.md). Shorter
 # runs, which cannot spend 400 steps warming up, and runs bound by epochs or time (not
 # measured) keep DEFAULT_LR, DEFAULT_WARMUP and DEFAULT_CLIP.
 FAST_ADAGRAD_STREAMS, FAST_ADAGRAD_STEPS, FAST_ADAGRAD_WARMUP = 32, 2000, 400

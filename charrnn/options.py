@@ -222,8 +222,8 @@ def check_train(options: dict) -> dict:
         raise UsageError(f"{p['warmup']:g} warm-up steps do not fit in a run of {steps} steps",
                          "warmup")
     lr = p["lr"] if p["lr"] is not None else (
-        default_rate(p["model"], p["optimizer"], p["batch_size"], steps)[0] if "optimizer" in o or p["resume"] is None
-        else None)
+        default_rate(p["model"], p["optimizer"], p["batch_size"], steps)[0]
+        if "optimizer" in o or p["resume"] is None else None)
     if p["min_lr"] is not None and lr is not None and p["min_lr"] > lr:
         raise UsageError(f"{p['min_lr']:g} is above the learning rate {lr:g}", "min_lr")
     return o

@@ -14,8 +14,8 @@ The rules, each measured on tinyshakespeare (docs/quality.md):
     MEMORISING; the same rule sets a step-bound run's); a weight average (AVG_DECAY) always;
   - the optimizer: PLANNED_OPTIMIZER (see its comment); the user's --optimizer wins;
   - the rate, warm-up and clip of a step-bound run of the plan's steps
-    (config.default_rate: for Adagrad with B >= 32 over 2000 steps or more, 0.11 for a GRU,
-    0.08 for an LSTM, after 400 steps);
+    (config.default_rate: FAST_ADAGRAD's per cell for Adagrad with B >= 32 over 2000
+    steps or more);
   - the wsd schedule to the end of the budget, about EVALS evaluations per run, early
     stopping after PATIENCE evaluations without a new best.
 Options the user gives are never changed: the candidates are narrowed to them.
@@ -170,8 +170,8 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
     settings["eval_every"] = given.get("eval_every", _nice(max(10, steps // EVALS)))
     settings["patience"] = given.get("patience", PATIENCE)
     reasons.append(f"{settings['schedule']} schedule over the {budget:.0f} s budget, about "
-                   f"{steps:,} steps, warm-up {settings['warmup']:g} steps, clip {settings['clip']:g}, evaluation every "
-                   f"{settings['eval_every']} steps, early stop after {settings['patience']} "
+                   f"{steps:,} steps, warm-up {settings['warmup']:g} steps, clip {settings['clip']:g}, "
+                   f"evaluation every {settings['eval_every']} steps, early stop after {settings['patience']} "
                    f"evaluations without a new best")
     plan = Plan(settings, reasons, speeds, time.perf_counter() - t0)
     if log is not None:
