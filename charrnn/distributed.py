@@ -10,8 +10,8 @@ Intel MPI, OMPI_COMM_WORLD_SIZE for Open MPI, PMIX_SIZE / MV2_COMM_WORLD_SIZE), 
 more than one process: nothing to give. mpi4py is imported only then.
 
 Every collective is non-blocking and polled against a deadline (`timeout`): a rank
-that hangs makes the others stop with one line and MPI_Abort instead of waiting
-forever. A rank that dies is MPI's launcher's to handle: mpiexec ends the others at
+that hangs makes the others stop with one line and exit status 1 instead of waiting
+forever (the launcher then ends every rank). A rank that dies is MPI's launcher's to handle: mpiexec ends the others at
 once (their checkpoints are whole, being written to a temporary and renamed).
 """
 import hashlib
@@ -95,7 +95,7 @@ class World:
     # -- waiting ----------------------------------------------------------------------------
 
     def _wait(self, req, what):
-        """Poll `req` until done; past the deadline, one line on stderr and MPI_Abort."""
+        """Poll `req` until done; past the deadline, one line on stderr and exit status 1."""
         if req.Test():
             return
         start = time.perf_counter()
@@ -113,11 +113,15 @@ class World:
                 time.sleep(0.0005)
 
     def abort(self, message):
-        """Stop every rank: one line from this one, then MPI_Abort (exit status 1)."""
+        """Stop every rank: one line from this one, then exit status 1, on which the launcher
+        ends the other ranks. Not MPI_Abort: MPICH's launcher handles an abort before it
+        has forwarded what the rank wrote last, and lost this line in 1 run of 6; a
+        process that exits has its output read to the end first."""
         kept = f"; the last checkpoints in {self.out} are kept" if self.out else ""
+        sys.stdout.flush()
         sys.stderr.write(f"error: {message}{kept}\n")
         sys.stderr.flush()
-        self.comm.Abort(1)
+        os._exit(1)
 
     # -- collectives ------------------------------------------------------------------------
 
