@@ -30,17 +30,25 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from charrnn import model as M
-from charrnn.kernels import blas, head
+from charrnn.kernels import BLAS, blas, head
 from charrnn.parallel import MAX_WEIGHT_BYTES, recurrent_weight_bytes, worker_init
 
 CHUNKS = 25     # per step: 2-3 steps a chunk at T = 50-64 (10 and 50 measured slower, bench/wavefront.py)
 
 
-def applies(cfg, dtype, threads: int) -> bool:
-    """Whether a one-shard training step runs as a wavefront: two or more layers, a
-    thread for each, recurrent weights large enough (over MAX_WEIGHT_BYTES a layer)
-    that data-parallel shards, each re-reading them all, do not pay, and an output
-    layer small beside the layers (V <= H), since it runs on one thread."""
+def applies(cfg, dtype, threads: int, blas_name: str | None = None) -> bool:
+    """Whether a one-shard training step runs as a wavefront: with OpenBLAS (`blas_name`,
+    default the BLAS loaded), two or more layers, a thread for each, recurrent weights
+    large enough (over MAX_WEIGHT_BYTES a layer) that data-parallel shards, each
+    re-reading them all, do not pay, and an output layer small beside the layers
+    (V <= H), since it runs on one thread.
+
+    Not with MKL: against MKL's layer-by-layer step the wavefront measured 0.92x for
+    config (c) and 1.00x for 2x384 on a Zen 4 EPYC (0.86x once), 1.00-1.04x on a Zen 5;
+    against OpenBLAS's shards 1.03-1.20x but for (c) on the Zen 4, 0.96x
+    (bench/results/2026-12-06-amd-epyc-zen4-wavefront.md)."""
+    if (blas_name or BLAS) != "openblas":
+        return False
     return (2 <= cfg.layers <= threads and recurrent_weight_bytes(cfg, dtype) > MAX_WEIGHT_BYTES
             and cfg.vocab_size <= cfg.hidden)
 

@@ -125,14 +125,16 @@ def test_an_error_in_one_layer_stops_every_layer_and_is_raised(rng, monkeypatch)
 
 def test_which_steps_run_as_a_wavefront():
     lstm = lambda layers, hidden: ModelConfig(model="lstm", hidden=hidden, layers=layers, vocab_size=65)  # noqa: E731
-    assert W.applies(lstm(2, 512), np.float32, threads=2)          # benchmark config (c)
-    assert W.applies(lstm(2, 384), np.float32, threads=2)
-    assert not W.applies(lstm(2, 512), np.float32, threads=1)      # --threads 1
-    assert not W.applies(lstm(1, 512), np.float32, threads=2)
-    assert not W.applies(lstm(3, 512), np.float32, threads=2)      # a thread per layer
-    assert W.applies(lstm(3, 512), np.float32, threads=4)
-    assert not W.applies(lstm(2, 256), np.float32, threads=2)      # data-parallel shards instead
-    assert W.applies(lstm(2, 256), np.float64, threads=2)
+    ob = {"blas_name": "openblas"}
+    assert W.applies(lstm(2, 512), np.float32, threads=2, **ob)          # benchmark config (c)
+    assert W.applies(lstm(2, 384), np.float32, threads=2, **ob)
+    assert not W.applies(lstm(2, 512), np.float32, threads=2, blas_name="mkl")     # MKL: layer by layer
+    assert not W.applies(lstm(2, 512), np.float32, threads=1, **ob)      # --threads 1
+    assert not W.applies(lstm(1, 512), np.float32, threads=2, **ob)
+    assert not W.applies(lstm(3, 512), np.float32, threads=2, **ob)      # a thread per layer
+    assert W.applies(lstm(3, 512), np.float32, threads=4, **ob)
+    assert not W.applies(lstm(2, 256), np.float32, threads=2, **ob)      # data-parallel shards instead
+    assert W.applies(lstm(2, 256), np.float64, threads=2, **ob)
 
 
 def test_training_as_a_wavefront_is_deterministic_and_learns(tmp_path, bundled_text):
