@@ -111,6 +111,7 @@ class Trainer:
         # what validation, previews and best.npz use: the weight average, if there is one
         self.eval_p = M.views(self.avg, mcfg) if self.avg is not None else self.p
         self._eval_ws = None
+        self.cut_by = None      # why a validation pass across ranks was cut (_rank_evaluate)
         self._nan_at = int(os.environ.get("CHARRNN_TEST_NAN_AT_STEP", "-1"))  # test seam
 
     @property
@@ -217,7 +218,7 @@ class Trainer:
         streams = eval_streams(self.val_ids)
         E, N = streams.shape
         if self.world is not None:
-            return self._rank_evaluate(streams)
+            return self._rank_evaluate(streams, should_stop)
         n = max(1, min(self.shards, E // P.MIN_STREAMS))
         if self._eval_ws is None or self._eval_ws[0] != (E, n):
             cut = np.linspace(0, E, n + 1).astype(int)
@@ -236,23 +237,32 @@ class Trainer:
             return _INTERRUPTED
         return total / (E * (N - 1))
 
-    def _rank_evaluate(self, streams):
+    def _rank_evaluate(self, streams, should_stop=None):
         """evaluate() across ranks: the streams split as one process with `world.size`
         shards splits them (sharded_loss_sum), rank k taking shard k, the sums added in
-        the same order. Not interruptible: every rank must take part (a stop is agreed
-        at the next step)."""
+        the same order. A rank that is told to stop (should_stop, asked every chunk) cuts
+        its share short; every rank still meets at the gathering of the sums, which says
+        whether any was cut, and then every rank returns _INTERRUPTED, with the first
+        such rank's reason in `self.cut_by`."""
         E, N = streams.shape
         n = max(1, min(self.world.size, E // P.MIN_STREAMS))
         cut = np.linspace(0, E, n + 1).astype(int)
-        mine = 0.0
+        mine, stopped = 0.0, _Latch(should_stop)
         if self.world.rank < n:
             lo, hi = cut[self.world.rank], cut[self.world.rank + 1]
             if self._eval_ws is None or self._eval_ws[0] != (E, n):
                 self._eval_ws = ((E, n), None, [M.Workspace(self.mcfg, EVAL_CHUNK, hi - lo, self.dtype,
                                                             train=False)])
             with blas.one_thread_products(n > 1):     # as sharded_loss_sum, or loss_sum
-                mine = M.loss_sum(self.mcfg, self.eval_p, self._eval_ws[2][0], streams[lo:hi], self.dtype)
-        sums = [v.item() for v in self.world.allgather_floats([mine], "summing the validation loss")[:n, 0]]
+                mine = M.loss_sum(self.mcfg, self.eval_p, self._eval_ws[2][0], streams[lo:hi], self.dtype,
+                                  should_stop=stopped)
+        code = _reason_code(stopped.reason) if stopped() else 0
+        said = self.world.allgather_floats([mine, code], "summing the validation loss")
+        codes = [int(c) for c in said[:, 1] if c]
+        if codes:
+            self.cut_by = REASONS[codes[0]]
+            return _INTERRUPTED
+        sums = [v.item() for v in said[:n, 0]]
         return (sums[0] + sum(sums[1:])) / (E * (N - 1))     # sharded_loss_sum's order
 
     def to_checkpoint(self) -> C.Checkpoint:
@@ -274,7 +284,7 @@ class Trainer:
 class _Latch:
     """should_stop() asked until it first says stop, then remembered: a loop and its
     evaluation see one answer. `reason`: None, or why ("stopped", or the str that
-    should_stop returned)."""
+    should_stop returned); a call returns it (a latch wrapped in another passes it on)."""
 
     def __init__(self, should_stop):
         self.should_stop, self.reason = should_stop, None
@@ -284,7 +294,7 @@ class _Latch:
             said = self.should_stop()
             if said:
                 self.reason = said if isinstance(said, str) else "stopped"
-        return self.reason is not None
+        return self.reason
 
 
 def _test_seam_hold(step, out_dir, stop, lead):
@@ -308,10 +318,14 @@ def _test_seam_hold(step, out_dir, stop, lead):
 REASONS = (None, "steps", "time", "patience", "paused", "stopped", "signal")
 
 
+def _reason_code(reason) -> int:
+    return REASONS.index(reason) if reason in REASONS else REASONS.index("stopped")
+
+
 def _agree_reason(world, reason):
     """Whether and why every rank stops before the next step: rank 0's reason, else the
     first other rank's stop (a signal reaches each rank on its own)."""
-    code = REASONS.index(reason) if reason in REASONS else REASONS.index("stopped")
+    code = _reason_code(reason)
     codes = world.allgather_floats([code], "agreeing to stop")[:, 0].astype(int)
     first = codes[0] if codes[0] else next((c for c in codes[1:] if c), 0)
     return reason if (code == first and reason is not None) else REASONS[first]
@@ -425,9 +439,11 @@ def run(trainer: Trainer, out_dir, *, steps=None, epochs=None, seconds=None,
         done = (final is not None and trainer.step >= final) or at_pause() or time_up
         if is_eval or done:
             t_eval = time.perf_counter()
-            val = trainer.evaluate(stop if world is None else None)
-            if val is _INTERRUPTED:
-                reason = stop.reason
+            if lead and os.environ.get("CHARRNN_TEST_EVALUATING_FILE"):    # test seam
+                open(os.environ["CHARRNN_TEST_EVALUATING_FILE"], "w").close()
+            val = trainer.evaluate(stop)
+            if val is _INTERRUPTED:     # (with ranks: every rank, the reason the first cut's)
+                reason = stop.reason if world is None else trainer.cut_by
                 break
             eval_seconds = time.perf_counter() - t_eval
             if world is not None:

@@ -196,3 +196,37 @@ def test_without_mpi4py_it_says_what_to_install(corpus, tmp_path):
         'error: started by mpiexec as 2 processes, but this charrnn has no MPI support: '
         'pip install "charrnn[mpi]"']
     assert not (tmp_path / "x").exists()
+
+
+def test_ctrl_c_during_a_validation_pass_cuts_it_on_every_rank(tmp_path):
+    """A 2x512 LSTM's validation pass over ~3.8 M characters takes minutes on one thread a
+    rank, so stopping within 30 s of the signal can only mean every rank cut its share."""
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "big.txt"
+    corpus.write_text("".join(rng.choice(list("abcdefgh \n"), size=4_000_000)), encoding="utf-8")
+    out, evaluating = tmp_path / "run", tmp_path / "evaluating"
+    proc = subprocess.Popen(_cmd(2, corpus, "--model", "lstm", "--hidden", "512", "--layers", "2",
+                                 "--val-frac", "0.95", "--steps", "1000", "--eval-every", "2",
+                                 "--batch-size", "8", "--seq-len", "16", "--no-preview", "--out", out),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env(CHARRNN_TEST_EVALUATING_FILE=str(evaluating)))
+    try:
+        deadline = time.monotonic() + 240
+        while not evaluating.exists():
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "never evaluated"
+            time.sleep(0.05)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)     # Ctrl-C: mpiexec passes it to every rank
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert time.monotonic() - t < 30, "the validation pass ran on"
+    assert proc.returncode == 130, err.decode()
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert not any(r.get("val_loss") is not None for r in logged), logged     # the pass was cut
+    assert _arrays(out)[1]["step"] == 2         # the state before the pass, saved whole
+    assert json.loads((out / "status.json").read_text())["end"] == "signal"
+    assert err.decode().count("stopped at step 2") == 1 and b"Traceback" not in err, err.decode()
