@@ -384,28 +384,9 @@ def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta
             fingerprint = data.fingerprint or data_fingerprint(data.ids)
             plan = None
             if ck is not None:
-                if "avg_decay" in o and o["avg_decay"] is not None and ck.avg is None:
-                    emit("log", {"message": f"{resume} has no weight average: starting one from its "
-                                            f"weights at step {ck.train_state['step']:,} "
-                                            f"(decay {o['avg_decay']:g})"})
-                if ck.meta.get("fingerprint") not in (None, fingerprint):
-                    raise DataError(f"{', '.join(paths)}: not the text this run was trained on "
-                                    f"({len(data.ids):,} chars now, {_count(ck.meta.get('corpus_chars'))} "
-                                    f"then); resume with the same files, or start a new run")
+                _check_resume(ck, resume, o, paths, data, fingerprint, emit)
             else:
-                from charrnn.planner import plan_run, run_regularisation
-                n_train = int((1.0 - o.get("val_frac", 0.1)) * len(data.ids))
-                if seconds is not None and o.get("plan") is not False and world is None:
-                    plan = plan_run(seconds, n_train, len(data.vocab), o, dtype=o.get("dtype", "float32"),
-                                    log=lambda m: emit("log", {"message": m}))
-                chosen = plan.settings if plan else None
-                if plan is None:    # a step- or epoch-bound run over its text many times
-                    reg = run_regularisation(o, steps, epochs, n_train, len(data.vocab))
-                    if reg:
-                        emit("log", {"message": f"dropout {reg['dropout']:g}, wdrop {reg['wdrop']:g}: "
-                                                f"{reg.pop('why')} (--wdrop 0 turns it off)"})
-                        chosen = reg
-                mcfg, tcfg = build_configs(o, len(data.vocab), chosen)
+                mcfg, tcfg, plan = _choose(o, steps, epochs, seconds, data, world is None, emit)
             meta = {"corpus": [os.path.basename(c) if c != "-" else "<stdin>" for c in paths],
                     "corpus_chars": int(len(data.ids)), "corpus_bytes": int(data.nbytes),
                     "fingerprint": fingerprint, "command": _call_text(paths, o),
@@ -439,26 +420,65 @@ def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta
             return Run(out, None, settings)
         if plan is not None:    # the time spent planning counts against the budget
             seconds = max(1.0, seconds - plan.seconds_spent)
-        caught = {}
-        with _stop_signals(caught) if handle_signals else contextlib.nullcontext():
-            def asked():
-                return "signal" if caught else (should_stop is not None and should_stop())
-            try:
-                result = training.run(trainer, out, steps=steps, epochs=epochs, seconds=seconds,
-                                      eval_every=tcfg.eval_every, on_event=emit, pause_at=pause_at,
-                                      should_stop=asked)
-            except training.NonFiniteError as e:
-                from charrnn.errors import DivergedError
-                error = DivergedError(f"{e}; stopped without saving it, the last good checkpoints "
-                                      f"in {out} are kept (try a lower --lr or --clip)")
-                if not lead:
-                    error.quiet = True
-                raise error from None
-    best = result["best_val"]
-    summary = {"steps": result["step"], "best_val": None if math.isinf(best) else best,
-               "last_val": result["last_val"], "elapsed": result["elapsed"],
-               "reason": result["reason"], "signal": caught.get("signal")}
+        summary = _run(trainer, out, dict(steps=steps, epochs=epochs, seconds=seconds,
+                                          eval_every=tcfg.eval_every, on_event=emit, pause_at=pause_at),
+                       should_stop, handle_signals, quiet_errors=not lead)
     return Run(out, summary, settings)
+
+
+def _run(trainer, out, bounds, should_stop, handle_signals, quiet_errors) -> dict:
+    """training.run with the stops asked for (signals, should_stop): the run's summary."""
+    import contextlib
+
+    from charrnn import training
+    caught = {}
+    with _stop_signals(caught) if handle_signals else contextlib.nullcontext():
+        def asked():
+            return "signal" if caught else (should_stop is not None and should_stop())
+        try:
+            result = training.run(trainer, out, should_stop=asked, **bounds)
+        except training.NonFiniteError as e:
+            from charrnn.errors import DivergedError
+            error = DivergedError(f"{e}; stopped without saving it, the last good checkpoints "
+                                  f"in {out} are kept (try a lower --lr or --clip)")
+            error.quiet = quiet_errors
+            raise error from None
+    best = result["best_val"]
+    return {"steps": result["step"], "best_val": None if math.isinf(best) else best,
+            "last_val": result["last_val"], "elapsed": result["elapsed"],
+            "reason": result["reason"], "signal": caught.get("signal")}
+
+
+def _check_resume(ck, resume, o, paths, data, fingerprint, emit):
+    """Resuming: the same text as the run's, and what a new --avg-decay will do."""
+    if "avg_decay" in o and o["avg_decay"] is not None and ck.avg is None:
+        emit("log", {"message": f"{resume} has no weight average: starting one from its weights at "
+                                f"step {ck.train_state['step']:,} (decay {o['avg_decay']:g})"})
+    if ck.meta.get("fingerprint") not in (None, fingerprint):
+        raise DataError(f"{', '.join(paths)}: not the text this run was trained on "
+                        f"({len(data.ids):,} chars now, {_count(ck.meta.get('corpus_chars'))} "
+                        f"then); resume with the same files, or start a new run")
+
+
+def _choose(o, steps, epochs, seconds, data, may_plan, emit):
+    """A new run's (ModelConfig, TrainConfig, Plan or None): the planner's for a --time
+    budget (may_plan: not under MPI), else the options with the regularisation rule of a
+    step- or epoch-bound run over its text many times."""
+    from charrnn.config import build_configs
+    from charrnn.planner import plan_run, run_regularisation
+    n_train = int((1.0 - o.get("val_frac", 0.1)) * len(data.ids))
+    plan = chosen = None
+    if seconds is not None and o.get("plan") is not False and may_plan:
+        plan = plan_run(seconds, n_train, len(data.vocab), o, dtype=o.get("dtype", "float32"),
+                        log=lambda m: emit("log", {"message": m}))
+        chosen = plan.settings
+    else:
+        reg = run_regularisation(o, steps, epochs, n_train, len(data.vocab))
+        if reg:
+            emit("log", {"message": f"dropout {reg['dropout']:g}, wdrop {reg['wdrop']:g}: "
+                                    f"{reg.pop('why')} (--wdrop 0 turns it off)"})
+            chosen = reg
+    return (*build_configs(o, len(data.vocab), chosen), plan)
 
 
 def _silent(kind, info):
