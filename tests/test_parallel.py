@@ -50,6 +50,7 @@ def test_shards_give_the_gradient_of_one_pass(cell, dropout, shards, rng):
 
 def test_shard_count_follows_threads_streams_and_weight_size(monkeypatch):
     monkeypatch.setattr(P.blas, "threads", lambda: 4)
+    monkeypatch.setattr(P, "BLAS", "mkl")          # whichever BLAS this process loaded
     lstm = lambda hidden: ModelConfig(model="lstm", hidden=hidden, layers=2, vocab_size=65)  # noqa: E731
     assert P.shard_count(lstm(128), 50, np.float32) == 4        # one per thread
     assert P.shard_count(lstm(128), 20, np.float32) == 2        # at least 8 streams each
