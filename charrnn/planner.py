@@ -14,8 +14,8 @@ The rules, each measured on tinyshakespeare (docs/quality.md):
     MEMORISING; the same rule sets a step-bound run's); a weight average (AVG_DECAY) always;
   - the optimizer: PLANNED_OPTIMIZER (see its comment); the user's --optimizer wins;
   - the rate, warm-up and clip of a step-bound run of the plan's steps
-    (config.default_rate: FAST_ADAGRAD's per cell for Adagrad with B >= 32 over 2000
-    steps or more);
+    (config.default_rate: FAST_ADAGRAD's per cell for Adagrad with B >= 32 over
+    FAST_ADAGRAD_STEPS or more);
   - the wsd schedule to the end of the budget, about EVALS evaluations per run, early
     stopping after PATIENCE evaluations without a new best.
 Options the user gives are never changed: the candidates are narrowed to them.

@@ -201,7 +201,9 @@ def test_derived_defaults():
     assert (t.steps, t.epochs, t.time, t.lr, t.warmup) == (None, None, 60.0, 0.05, 100.0)
     # Adagrad's higher rate, longer warm-up (and a GRU's tighter clip) only where they were
     # measured: 32 streams or more, in a run long enough to spend 400 steps warming up
-    for options, want in [({"steps": 1999}, (0.05, 100.0, 5.0)), ({"steps": 2000}, (0.11, 400.0, 1.0)),
+    for options, want in [({"steps": 1599}, (0.05, 100.0, 5.0)), ({"steps": 1600}, (0.11, 400.0, 1.0)),
+                          ({"model": "lstm", "steps": 1999}, (0.05, 100.0, 5.0)),
+                          ({"model": "lstm", "steps": 2000}, (0.08, 400.0, 5.0)),
                           ({"epochs": 10.0}, (0.05, 100.0, 5.0)), ({"batch_size": 16}, (0.05, 100.0, 5.0)),
                           ({"batch_size": 64}, (0.11, 400.0, 1.0)), ({"optimizer": "adam"}, (2e-3, 100.0, 5.0)),
                           ({"model": "lstm"}, (0.08, 400.0, 5.0)), ({"model": "rnn"}, (0.08, 400.0, 5.0)),

@@ -38,8 +38,9 @@ def _choice(name):
                    "of every layer's Wh (one mask for the whole chunk and all streams).")
 @click.option("--avg-decay", type=AvgDecay(), default=DEFAULTS["avg_decay"], show_default=True,
               help="Keep an exponential moving average of the weights with this decay, in (0, 1), "
-                   "or 'off'. Validation, best.npz and sampling use the average; training "
-                   "continues on the raw weights.")
+                   "or 'off'; at step n the decay is min(DECAY, (1+n)/(10+n)), so 0.999 holds "
+                   "from step 8,990 and a shorter run averages over about its last ninth. Validation, "
+                   "best.npz and sampling use the average; training continues on the raw weights.")
 @click.option("--batch-size", type=_int("batch_size"), default=DEFAULTS["batch_size"], show_default=True,
               help="Parallel text streams per step.")
 @click.option("--seq-len", type=_int("seq_len"), default=DEFAULTS["seq_len"], show_default=True,
@@ -47,8 +48,9 @@ def _choice(name):
 @click.option("--optimizer", type=_choice("optimizer"), default=DEFAULTS["optimizer"], show_default=True,
               help="Update rule.")
 @click.option("--lr", type=finite_float(0, lo_open=True), default=None,
-              help="Peak learning rate  [default: adagrad 0.05, or in a run of 2000 steps or more "
-                   "with 32 or more streams 0.11 (gru) or 0.08 (lstm, rnn); adam/rmsprop 0.002, sgd 1.0]")
+              help="Peak learning rate  [default: adagrad 0.05, or with 32 or more streams in a run of "
+                   "1600 steps or more 0.11 (gru), of 2000 or more 0.08 (lstm, rnn); adam/rmsprop "
+                   "0.002, sgd 1.0]")
 @click.option("--schedule", type=_choice("schedule"), default=None,
               help="Learning-rate schedule over the run's --steps, --epochs or --time  "
                    "[default: wsd: warm-up, stable, then a linear decay over the last fifth]")
