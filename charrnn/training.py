@@ -256,7 +256,7 @@ class Trainer:
             with blas.one_thread_products(n > 1):     # as sharded_loss_sum, or loss_sum
                 mine = M.loss_sum(self.mcfg, self.eval_p, self._eval_ws[2][0], streams[lo:hi], self.dtype,
                                   should_stop=stopped)
-        code = _reason_code(stopped.reason) if stopped() else 0
+        code = _reason_code(stopped.reason) if stopped.reason else 0   # (cut during the pass only)
         said = self.world.allgather_floats([mine, code], "summing the validation loss")
         codes = [int(c) for c in said[:, 1] if c]
         if codes:
