@@ -426,8 +426,9 @@ def _train(paths, out, o, emit, should_stop, handle_signals, dry_run, extra_meta
     return Run(out, summary, settings)
 
 
-def _run(trainer, out, bounds, should_stop, handle_signals, quiet_errors) -> dict:
-    """training.run with the stops asked for (signals, should_stop): the run's summary."""
+def _run(trainer, out, run_options, should_stop, handle_signals, quiet_errors) -> dict:
+    """training.run(trainer, out, **run_options) with the stops asked for (signals,
+    should_stop): the run's summary."""
     import contextlib
 
     from charrnn import training
@@ -436,7 +437,7 @@ def _run(trainer, out, bounds, should_stop, handle_signals, quiet_errors) -> dic
         def asked():
             return "signal" if caught else (should_stop is not None and should_stop())
         try:
-            result = training.run(trainer, out, should_stop=asked, **bounds)
+            result = training.run(trainer, out, should_stop=asked, **run_options)
         except training.NonFiniteError as e:
             from charrnn.errors import DivergedError
             error = DivergedError(f"{e}; stopped without saving it, the last good checkpoints "

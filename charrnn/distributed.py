@@ -11,8 +11,9 @@ more than one process: nothing to give. mpi4py is imported only then.
 
 Every collective is non-blocking and polled against a deadline (`timeout`): a rank
 that hangs makes the others stop with one line and exit status 1 instead of waiting
-forever (the launcher then ends every rank). A rank that dies is MPI's launcher's to handle: mpiexec ends the others at
-once (their checkpoints are whole, being written to a temporary and renamed).
+forever (the launcher then ends every rank). A rank that dies is MPI's launcher's to
+handle: mpiexec ends the others at once (their checkpoints are whole, being written to
+a temporary and renamed).
 """
 import hashlib
 import json

@@ -256,7 +256,7 @@ class Trainer:
             with blas.one_thread_products(n > 1):     # as sharded_loss_sum, or loss_sum
                 mine = M.loss_sum(self.mcfg, self.eval_p, self._eval_ws[2][0], streams[lo:hi], self.dtype,
                                   should_stop=stopped)
-        code = _reason_code(stopped.reason) if stopped.reason else 0   # (cut during the pass only)
+        code = _reason_code(stopped.reason)     # 0: not cut during the pass
         said = self.world.allgather_floats([mine, code], "summing the validation loss")
         codes = [int(c) for c in said[:, 1] if c]
         if codes:
@@ -319,6 +319,7 @@ REASONS = (None, "steps", "time", "patience", "paused", "stopped", "signal")
 
 
 def _reason_code(reason) -> int:
+    """reason's index in REASONS (None: 0; a should_stop's own str: "stopped")."""
     return REASONS.index(reason) if reason in REASONS else REASONS.index("stopped")
 
 
