@@ -3,7 +3,7 @@ settings for a corpus and a wall-clock budget, from the speed measured on this
 machine, and says why.
 
 The rules, each measured on tinyshakespeare (docs/quality.md):
-  - size: the largest candidate (LSTM, from 1x64 to 3x512) that still sees at least
+  - size: the largest candidate (from a 1x64 GRU to a 3x512 LSTM) that still sees at least
     MIN_CHARS_PER_PARAM characters per parameter in the budget, at the speed timed
     here, and has at most MAX_PARAMS_PER_CHAR parameters per training character
     (larger models only memorise a small text);
@@ -29,8 +29,13 @@ import numpy as np
 from charrnn.config import (DEFAULT_AVG_DECAY, DEFAULT_SCHEDULE, DEFAULT_STEPS, TRAIN_OPTIONS, ModelConfig,
                             TrainConfig, default_rate)
 
-# (layers, hidden), smallest first
-CANDIDATES = [(1, 64), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512)]
+# (cell, layers, hidden), smallest first; None: the default cell (TRAIN_OPTIONS), and the
+# user's --model replaces every cell. The LSTM above the default model: at 1800 s on a Zen 4
+# the 2x384 LSTM reached 1.4249 (10,240 steps) where the 2x384 GRU reached 1.4413 (12,152
+# steps), one run each; at 300 s the two plans were equal (1.4574, 1.4576), at 60 s the GRU
+# better (1.5134 against 1.5411): docs/quality.md
+CANDIDATES = [(None, 1, 64), (None, 2, 128), (None, 2, 192), (None, 2, 256), (None, 2, 384),
+              ("lstm", 2, 384), ("lstm", 2, 512), ("lstm", 3, 512)]
 MIN_CHARS_PER_PARAM = 8.0
 MAX_PARAMS_PER_CHAR = 2.0
 # Regularisation, for a model that can memorise its text (at least MEMORISING parameters
@@ -104,47 +109,45 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
     with a vocabulary of V. `given`: the options the user set (they are kept).
     `speed(cell, layers, hidden, V, B, T, dtype)` -> chars/s (measured by default)."""
     t0 = time.perf_counter()
-    cell = given.get("model", TRAIN_OPTIONS["model"])
     B, T = given.get("batch_size", 32), given.get("seq_len", 64)
     train_seconds = budget * (1 - EVAL_SHARE)
-    cands = [(L, H) for L, H in CANDIDATES
-             if given.get("layers", L) == L and given.get("hidden", H) == H]
-    if not cands:       # the user fixed a shape the ladder lacks: plan around it
-        cands = [(given.get("layers", 2), given.get("hidden", 256))]
+    cands = ladder(given)
+    default_run = (given.get("model", TRAIN_OPTIONS["model"]), *DEFAULT_MODEL)
     reasons, speeds, choice, floor = [], {}, None, False
-    for L, H in cands:
+    for cell, L, H in cands:
         P = param_count(cell, L, H, V)
         cps = speed(cell, L, H, V, B, T, dtype)
-        speeds[f"{L}x{H}"] = round(cps)
+        speeds[f"{cell} {L}x{H}"] = round(cps)
         chars = cps * train_seconds
         fits = chars / P >= MIN_CHARS_PER_PARAM and P <= MAX_PARAMS_PER_CHAR * n_train
         # a budget that holds the default run trains at least its model
-        at_floor = (L, H) == DEFAULT_MODEL and default_run_seconds(cps, B, T) <= budget
+        at_floor = (cell, L, H) == default_run and default_run_seconds(cps, B, T) <= budget
         floor = floor or at_floor
         if choice is None or fits or at_floor:
-            choice = (L, H, P, cps, chars)
+            choice = (cell, L, H, P, cps, chars)
         # smaller than the default model, keep timing: the floor needs its speed
         if not fits and ((L, H) >= DEFAULT_MODEL or "hidden" in given):
             break       # larger ones are slower and larger still
-    L, H, P, cps, chars = choice
+    cell, L, H, P, cps, chars = choice
     epochs = chars / max(1, n_train)
     name = f"{cell} {L}x{H}"
     speed_text = ", ".join(f"{k} {v / 1000:.0f}k" for k, v in speeds.items())
     reasons.append(f"training speed measured here (chars/s): {speed_text}")
     if "hidden" in given and "layers" in given:
         reasons.append(f"{name}: your --layers/--hidden")
-    elif floor and (L, H) == DEFAULT_MODEL and chars / P < MIN_CHARS_PER_PARAM:
+    elif floor and (cell, L, H) == default_run and chars / P < MIN_CHARS_PER_PARAM:
         reasons.append(f"{name}: the default run's model, since the budget holds the default run "
                        f"({default_run_seconds(cps, B, T):.0f} s here) and a longer run of it only gains")
     elif chars / P < MIN_CHARS_PER_PARAM:
         reasons.append(f"{name}: the smallest candidate; it sees only {chars / P:.1f} chars per "
                        f"parameter in {budget:.0f} s (a longer --time would help)")
     else:
-        nxt = _next_larger(cands, (L, H))
+        nxt = _next_larger(cands, (cell, L, H))
         why = ("" if nxt is None else
-               f"; {nxt[0]}x{nxt[1]} would see fewer than {MIN_CHARS_PER_PARAM:g} per parameter"
-               if param_count(cell, *nxt, V) <= MAX_PARAMS_PER_CHAR * n_train else
-               f"; {nxt[0]}x{nxt[1]} would have over {MAX_PARAMS_PER_CHAR:g} parameters per training char")
+               f"; {nxt[0]} {nxt[1]}x{nxt[2]} would see fewer than {MIN_CHARS_PER_PARAM:g} per parameter"
+               if param_count(*nxt, V) <= MAX_PARAMS_PER_CHAR * n_train else
+               f"; {nxt[0]} {nxt[1]}x{nxt[2]} would have over {MAX_PARAMS_PER_CHAR:g} parameters per "
+               f"training char")
         reasons.append(f"{name}: the largest that sees {chars / 1e6:.1f}M chars, {chars / P:.0f} per "
                        f"parameter, in the budget{why}")
     settings = {"model": cell, "hidden": H, "layers": L, "batch_size": B, "seq_len": T}
@@ -181,6 +184,19 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
         for r in reasons:
             log(f"  - {r}")
     return plan
+
+
+def ladder(given: dict) -> list[tuple[str, int, int]]:
+    """The candidates (cell, layers, hidden) narrowed to the options the user gave: their
+    --model for every cell, their --layers/--hidden; a shape the ladder lacks is planned
+    around."""
+    cells = {None: given.get("model", TRAIN_OPTIONS["model"])}
+    cands = []
+    for cell, L, H in CANDIDATES:
+        c = given.get("model", cells.get(cell, cell))
+        if given.get("layers", L) == L and given.get("hidden", H) == H and (c, L, H) not in cands:
+            cands.append((c, L, H))
+    return cands or [(cells[None], given.get("layers", 2), given.get("hidden", 256))]
 
 
 def regularisation(params, passes, n_train) -> tuple[float, float, str]:

@@ -6,25 +6,37 @@ import json
 import pytest
 
 from charrnn import planner
-from charrnn.config import TRAIN_OPTIONS
+from charrnn.config import FAST_ADAGRAD, TRAIN_OPTIONS
 from conftest import run_cli
 
-CELL = TRAIN_OPTIONS["model"]      # what the planner plans when not told
+CELL = TRAIN_OPTIONS["model"]      # what the planner plans when not told, up to the default model
+LSTM_SPEED = 0.8                   # an LSTM's speed against the GRU's of the same shape
 
 
 def fake_speed(table):
-    """chars/s by hidden size, as if measured; records what was timed."""
+    """chars/s by hidden size (of a GRU; an LSTM is slower), as if measured; records what
+    was timed."""
     timed = []
 
     def speed(cell, layers, hidden, V, B, T, dtype="float32"):
-        timed.append((layers, hidden))
-        return table[hidden]
+        timed.append((cell, layers, hidden))
+        return table[hidden] * (LSTM_SPEED if cell == "lstm" else 1.0)
     speed.timed = timed
     return speed
 
 
-# roughly this machine's speeds (2-core EPYC, MKL), chars/s
-SPEEDS = {64: 400_000, 128: 120_000, 192: 60_000, 256: 30_000, 384: 15_000, 512: 8_000}
+# roughly a 2-core EPYC's speeds of GRUs (MKL), chars/s
+SPEEDS = {64: 400_000, 128: 120_000, 192: 60_000, 256: 30_000, 384: 18_000, 512: 10_000}
+
+
+def speed_of(s):
+    """The fake speed of a plan's model."""
+    return SPEEDS[s["hidden"]] * (LSTM_SPEED if s["model"] == "lstm" else 1.0)
+
+
+def rung(s):
+    """A plan's model's place on the ladder."""
+    return planner.ladder({}).index((s["model"], s["layers"], s["hidden"]))
 
 
 def plan(budget, n_train, given=None, V=65, speeds=SPEEDS):
@@ -36,8 +48,8 @@ def test_short_budget_small_model_long_budget_larger():
     sizes = [(p.settings["layers"], p.settings["hidden"]) for p in (a, b, c)]
     assert sizes[0] < sizes[1] < sizes[2], sizes
     for p in (a, b, c):
-        P = planner.param_count(CELL, p.settings["layers"], p.settings["hidden"], 65)
-        cps = SPEEDS[p.settings["hidden"]]
+        P = planner.param_count(p.settings["model"], p.settings["layers"], p.settings["hidden"], 65)
+        cps = speed_of(p.settings)
         assert cps * p_seconds(p) / P >= planner.MIN_CHARS_PER_PARAM or p.settings["hidden"] == 64
 
 
@@ -46,15 +58,35 @@ def p_seconds(p):
 
 
 def test_the_choice_is_the_largest_that_sees_enough_characters():
-    p = plan(300, 1_000_000)
-    L, H = p.settings["layers"], p.settings["hidden"]
-    i = planner.CANDIDATES.index((L, H))
-    nL, nH = planner.CANDIDATES[i + 1]
-    # the next larger candidate would see fewer than the minimum characters per parameter
-    assert SPEEDS[nH] * 300 * (1 - planner.EVAL_SHARE) / planner.param_count(CELL, nL, nH, 65) \
-        < planner.MIN_CHARS_PER_PARAM
-    # and timing stopped at that candidate: nothing larger was measured
-    assert list(p.speeds) == [f"{l}x{h}" for l, h in planner.CANDIDATES[:i + 2]]
+    for budget in (300, 1000):
+        p = plan(budget, 1_000_000)
+        i, ladder = rung(p.settings), planner.ladder({})
+        cell, nL, nH = ladder[i + 1]
+        # the next larger candidate would see fewer than the minimum characters per parameter
+        assert speed_of({"model": cell, "hidden": nH}) * budget * (1 - planner.EVAL_SHARE) \
+            / planner.param_count(cell, nL, nH, 65) < planner.MIN_CHARS_PER_PARAM
+        # and timing stopped at that candidate: nothing larger was measured
+        assert list(p.speeds) == [f"{c} {l}x{h}" for c, l, h in ladder[:i + 2]]
+
+
+def test_the_default_cell_up_to_the_default_model_and_an_lstm_above_it():
+    """The ladder: GRUs (the default cell) up to 2x384, then LSTMs (they measured better at
+    1800 s); --model names the cell of every candidate."""
+    ladder = planner.ladder({})
+    assert [c for c, L, H in ladder if (L, H) <= planner.DEFAULT_MODEL] == [CELL] * 4
+    assert ladder[-3:] == [("lstm", 2, 384), ("lstm", 2, 512), ("lstm", 3, 512)]
+    assert plan(60, 1_000_000).settings["model"] == CELL
+    long = plan(1800, 1_000_000)
+    assert (long.settings["model"], long.settings["layers"], long.settings["hidden"]) == ("lstm", 2, 384)
+    assert long.settings["lr"] == FAST_ADAGRAD["lstm"][0]
+    assert any(r.startswith("lstm 2x384: the largest") for r in long.reasons)
+    # the user's cell throughout: each shape timed once
+    gru = plan(1800, 1_000_000, {"model": "gru"})
+    assert gru.settings["model"] == "gru" and (gru.settings["layers"], gru.settings["hidden"]) == (2, 384)
+    assert all(k.startswith("gru ") for k in gru.speeds) and len(gru.speeds) == len(set(gru.speeds))
+    assert planner.ladder({"model": "rnn", "hidden": 512}) == [("rnn", 2, 512), ("rnn", 3, 512)]
+    # a shape the ladder lacks: planned around, in the default cell
+    assert planner.ladder({"hidden": 100, "layers": 4}) == [(CELL, 4, 100)]
 
 
 def test_a_small_corpus_caps_the_model_and_gets_regularised():
@@ -109,15 +141,15 @@ def test_a_longer_budget_never_plans_less(n_train):
     """Monotone in the budget: the planned model is never smaller, its training never
     shorter (in characters), and never less regularised for the same model."""
     plans = [plan(b, n_train).settings for b in BUDGETS]
-    sizes = [(p["layers"], p["hidden"]) for p in plans]
-    assert sizes == sorted(sizes), sizes
+    rungs = [rung(p) for p in plans]
+    assert rungs == sorted(rungs), rungs
     for (a, ba), (b, bb) in zip(zip(plans, BUDGETS), zip(plans[1:], BUDGETS[1:])):
-        if (a["layers"], a["hidden"]) == (b["layers"], b["hidden"]):
+        if rung(a) == rung(b):
             assert (b["dropout"], b["wdrop"]) >= (a["dropout"], a["wdrop"])
         else:   # a larger model only where it sees enough characters to beat the smaller one
-            P = planner.param_count(CELL, b["layers"], b["hidden"], 65)
-            assert SPEEDS[b["hidden"]] * bb * (1 - planner.EVAL_SHARE) / P >= planner.MIN_CHARS_PER_PARAM \
-                or (b["layers"], b["hidden"]) == planner.DEFAULT_MODEL
+            P = planner.param_count(b["model"], b["layers"], b["hidden"], 65)
+            assert speed_of(b) * bb * (1 - planner.EVAL_SHARE) / P >= planner.MIN_CHARS_PER_PARAM \
+                or (b["model"], b["layers"], b["hidden"]) == (CELL, *planner.DEFAULT_MODEL)
     assert all(p["avg_decay"] == planner.AVG_DECAY for p in plans)
 
 
@@ -127,8 +159,8 @@ def test_a_budget_that_holds_the_default_run_trains_at_least_its_model_for_longe
     for budget in (wall, wall * 1.5, 1800, 7200):
         s = plan(budget, n_train).settings
         assert (s["layers"], s["hidden"]) >= planner.DEFAULT_MODEL
-        steps = SPEEDS[s["hidden"]] * budget * (1 - planner.EVAL_SHARE) / (32 * 64)
-        if (s["layers"], s["hidden"]) == planner.DEFAULT_MODEL:
+        steps = speed_of(s) * budget * (1 - planner.EVAL_SHARE) / (32 * 64)
+        if (s["model"], s["layers"], s["hidden"]) == (CELL, *planner.DEFAULT_MODEL):
             assert steps >= planner.DEFAULT_STEPS * 0.99
     below = plan(wall * 0.5, 100_000_000).settings     # (at 0.8 the default model fits on its own)
     assert (below["layers"], below["hidden"]) < planner.DEFAULT_MODEL
@@ -161,7 +193,7 @@ def test_schedule_eval_and_optimizer_choices():
     from charrnn.config import DEFAULT_SCHEDULE
     opt = planner.PLANNED_OPTIMIZER
     assert s["optimizer"] == opt and s["schedule"] == DEFAULT_SCHEDULE[opt]
-    steps = SPEEDS[s["hidden"]] * 300 * (1 - planner.EVAL_SHARE) / (32 * 64)
+    steps = speed_of(s) * 300 * (1 - planner.EVAL_SHARE) / (32 * 64)
     assert 6 < steps / s["eval_every"] < 30      # about a dozen evaluations
     assert s["patience"] == planner.PATIENCE
     assert any(planner.OPTIMIZER_REASON in r for r in p.reasons)
