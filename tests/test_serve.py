@@ -243,14 +243,14 @@ def test_busy_server_says_429(run, server):
     _wait(lambda: server.health()["active"] == 0, "the generations to stop")
 
 
-def test_without_the_extra_says_what_to_install(run, monkeypatch):
-    from click.testing import CliRunner
-
-    from charrnn.cli import cli
+def test_without_the_extra_says_what_to_install(run, monkeypatch, capsys):
+    from charrnn.cli import main
     monkeypatch.setitem(sys.modules, "uvicorn", None)       # import uvicorn: ImportError
-    result = CliRunner().invoke(cli, ["serve", str(run)])
-    assert result.exit_code == 1
-    assert 'pip install "charrnn[serve]"' in result.output
+    with pytest.raises(SystemExit) as e:
+        main(["serve", str(run)])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1
+    assert 'pip install "charrnn[serve]"' in err
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=".ci/run installs Debian's chromium")

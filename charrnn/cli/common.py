@@ -5,14 +5,9 @@ import contextlib
 import click
 
 from charrnn import options as O
-from charrnn.errors import UsageError
+from charrnn.errors import DataError, UsageError  # noqa: F401 - DataError: the commands raise the library's
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class DataError(click.ClickException):
-    """Bad data (a corpus, a checkpoint): exit status 1."""
-    exit_code = 1
 
 
 def err(message: str):
