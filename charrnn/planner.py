@@ -11,7 +11,7 @@ The rules, each measured on tinyshakespeare (docs/quality.md):
     least the default model, so it never plans worse than `charrnn train` with no options;
   - locked dropout and DropConnect on Wh from the number of passes over the text the
     budget allows, for a model large enough to memorise it (regularisation(): REG_PASSES,
-    MEMORISING; the same rule sets a step-bound run's); a weight average (AVG_DECAY) always;
+    MAX_WDROP, MEMORISING; the same rule sets a step-bound run's); a weight average (AVG_DECAY) always;
   - the optimizer: PLANNED_OPTIMIZER (see its comment); the user's --optimizer wins;
   - the rate, warm-up and clip of a step-bound run of the plan's steps
     (config.default_rate: FAST_ADAGRAD's per cell for Adagrad with B >= 32 over
@@ -49,6 +49,10 @@ MAX_PARAMS_PER_CHAR = 2.0
 # passes wdrop 0.1: the default run (6.1 passes) at lr 0.08 with a 400-step warm-up, 1.4671
 # over 3 seeds (config.FAST_ADAGRAD_LR)
 REG_PASSES = [(5, 0.0, 0.1), (8, 0.0, 0.2), (12, 0.0, 0.3)]
+# A GRU stops at wdrop 0.2: a 2x256 GRU, 5,600 steps (11.4 passes), one thread, seed 1234:
+# wdrop 0.1 1.4602, 0.2 1.4590, 0.3 1.4682; the one 300 s plan of three given 0.3 (12.2
+# passes) was the worst, 1.4728 against 1.4476 and 1.4576 (docs/quality.md)
+MAX_WDROP = {"gru": 0.2}
 MEMORISING = 0.6
 # the weight average of every plan (the default run with it: 1.4727 against 1.4754)
 AVG_DECAY = DEFAULT_AVG_DECAY
@@ -151,7 +155,7 @@ def plan_run(budget, n_train, V, given: dict, dtype="float32", log=None, speed=m
         reasons.append(f"{name}: the largest that sees {chars / 1e6:.1f}M chars, {chars / P:.0f} per "
                        f"parameter, in the budget{why}")
     settings = {"model": cell, "hidden": H, "layers": L, "batch_size": B, "seq_len": T}
-    dropout, wdrop, why = regularisation(P, epochs, n_train)
+    dropout, wdrop, why = regularisation(P, epochs, n_train, cell)
     settings["dropout"] = given.get("dropout", dropout)
     settings["wdrop"] = given.get("wdrop", wdrop)
     reasons.append(f"dropout {settings['dropout']:g}, wdrop {settings['wdrop']:g}: " +
@@ -199,16 +203,17 @@ def ladder(given: dict) -> list[tuple[str, int, int]]:
     return cands or [(cells[None], given.get("layers", 2), given.get("hidden", 256))]
 
 
-def regularisation(params, passes, n_train) -> tuple[float, float, str]:
-    """(dropout, wdrop, why) for a model of `params` parameters that sees its n_train
-    training characters `passes` times (REG_PASSES, MEMORISING): the planner's rule, and
-    a step- or epoch-bound run's when it is given neither --dropout nor --wdrop."""
+def regularisation(params, passes, n_train, cell="lstm") -> tuple[float, float, str]:
+    """(dropout, wdrop, why) for a model of `params` parameters of this cell that sees its
+    n_train training characters `passes` times (REG_PASSES, MAX_WDROP, MEMORISING): the
+    planner's rule, and a step- or epoch-bound run's when it is given neither --dropout nor
+    --wdrop."""
     dropout = wdrop = 0.0
     per_char = params / max(1, n_train)
     if per_char >= MEMORISING:
         for p, d, w in REG_PASSES:
             if passes >= p:
-                dropout, wdrop = d, w
+                dropout, wdrop = d, min(w, MAX_WDROP.get(cell, w))
     why = f"about {passes:.1f} passes over the {n_train / 1e6:.2f}M training chars, {per_char:.2f} " \
           f"parameters per char"
     if per_char < MEMORISING:
@@ -225,7 +230,7 @@ def run_regularisation(options, steps, epochs, n_train, V) -> dict:
     cell, L, H, B, T = (options.get(k, TRAIN_OPTIONS[k]) for k in ("model", "layers", "hidden",
                                                                    "batch_size", "seq_len"))
     passes = epochs if epochs is not None else steps * B * T / max(1, n_train)
-    dropout, wdrop, why = regularisation(param_count(cell, L, H, V), passes, n_train)
+    dropout, wdrop, why = regularisation(param_count(cell, L, H, V), passes, n_train, cell)
     if not (dropout or wdrop):
         return {}
     return {"dropout": dropout, "wdrop": wdrop, "why": why}

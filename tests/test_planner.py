@@ -99,8 +99,10 @@ def test_a_small_corpus_caps_the_model_and_gets_regularised():
     assert plan(60, 50_000_000).settings["wdrop"] == 0      # far less than one pass
     # a long budget on a small text: the default model, strongly regularised
     long = plan(1800, 200_000).settings
-    assert (long["layers"], long["hidden"]) == planner.DEFAULT_MODEL
-    assert (long["dropout"], long["wdrop"]) == planner.REG_PASSES[-1][1:]
+    assert (long["model"], long["layers"], long["hidden"]) == (CELL, *planner.DEFAULT_MODEL)
+    assert (long["dropout"], long["wdrop"]) == (0.0, planner.MAX_WDROP[CELL])
+    lstm = plan(1800, 200_000, {"model": "lstm"}).settings
+    assert (lstm["dropout"], lstm["wdrop"]) == planner.REG_PASSES[-1][1:]
 
 
 def test_regularisation_only_for_a_model_that_can_memorise_its_text_and_sees_it_often():
@@ -117,6 +119,13 @@ def test_regularisation_only_for_a_model_that_can_memorise_its_text_and_sees_it_
     assert [w for _, _, w in planner.REG_PASSES] == sorted(w for _, _, w in planner.REG_PASSES)
     assert planner.regularisation(P128, 100, n)[:2] == (0.0, 0.0)
     assert "6.1 passes" in planner.regularisation(P256, 6.1, n)[2]
+    # a GRU stops at its cap (measured worse above it), up to which it follows the ladder
+    G256 = planner.param_count("gru", 2, 256, 65)
+    cap = planner.MAX_WDROP["gru"]
+    assert cap < planner.REG_PASSES[-1][2]
+    assert planner.regularisation(G256, 100, n, "gru")[:2] == (0.0, cap)
+    assert planner.regularisation(G256, more + 1, n, "gru")[:2] == planner.REG_PASSES[1][1:]
+    assert planner.regularisation(P256, 100, n, "lstm")[:2] == planner.REG_PASSES[-1][1:]
 
 
 @pytest.mark.parametrize("options,steps,epochs,want", [
