@@ -194,13 +194,13 @@ def ladder(given: dict) -> list[tuple[str, int, int]]:
     """The candidates (cell, layers, hidden) narrowed to the options the user gave: their
     --model for every cell, their --layers/--hidden; a shape the ladder lacks is planned
     around."""
-    cells = {None: given.get("model", TRAIN_OPTIONS["model"])}
+    default = given.get("model", TRAIN_OPTIONS["model"])
     cands = []
     for cell, L, H in CANDIDATES:
-        c = given.get("model", cells.get(cell, cell))
+        c = given.get("model", cell or default)
         if given.get("layers", L) == L and given.get("hidden", H) == H and (c, L, H) not in cands:
             cands.append((c, L, H))
-    return cands or [(cells[None], given.get("layers", 2), given.get("hidden", 256))]
+    return cands or [(default, given.get("layers", 2), given.get("hidden", 256))]
 
 
 def regularisation(params, passes, n_train, cell="lstm") -> tuple[float, float, str]:
