@@ -203,7 +203,7 @@ def ladder(given: dict) -> list[tuple[str, int, int]]:
     return cands or [(default, given.get("layers", 2), given.get("hidden", 256))]
 
 
-def regularisation(params, passes, n_train, cell="lstm") -> tuple[float, float, str]:
+def regularisation(params, passes, n_train, cell) -> tuple[float, float, str]:
     """(dropout, wdrop, why) for a model of `params` parameters of this cell that sees its
     n_train training characters `passes` times (REG_PASSES, MAX_WDROP, MEMORISING): the
     planner's rule, and a step- or epoch-bound run's when it is given neither --dropout nor

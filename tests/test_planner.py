@@ -14,14 +14,9 @@ LSTM_SPEED = 0.8                   # an LSTM's speed against the GRU's of the sa
 
 
 def fake_speed(table):
-    """chars/s by hidden size (of a GRU; an LSTM is slower), as if measured; records what
-    was timed."""
-    timed = []
-
+    """chars/s by hidden size (of a GRU; an LSTM is slower), as if measured."""
     def speed(cell, layers, hidden, V, B, T, dtype="float32"):
-        timed.append((cell, layers, hidden))
-        return table[hidden] * (LSTM_SPEED if cell == "lstm" else 1.0)
-    speed.timed = timed
+        return speed_of({"model": cell, "hidden": hidden}, table)
     return speed
 
 
@@ -29,9 +24,9 @@ def fake_speed(table):
 SPEEDS = {64: 400_000, 128: 120_000, 192: 60_000, 256: 30_000, 384: 18_000, 512: 10_000}
 
 
-def speed_of(s):
+def speed_of(s, table=SPEEDS):
     """The fake speed of a plan's model."""
-    return SPEEDS[s["hidden"]] * (LSTM_SPEED if s["model"] == "lstm" else 1.0)
+    return table[s["hidden"]] * (LSTM_SPEED if s["model"] == "lstm" else 1.0)
 
 
 def rung(s):
@@ -112,13 +107,13 @@ def test_regularisation_only_for_a_model_that_can_memorise_its_text_and_sees_it_
     n = 1_000_000
     P256, P128 = (planner.param_count("lstm", 2, h, 65) for h in (256, 128))
     first, more = planner.REG_PASSES[0][0], planner.REG_PASSES[1][0]
-    assert planner.regularisation(P256, first - 0.1, n)[:2] == (0.0, 0.0)
-    assert planner.regularisation(P256, first, n)[:2] == planner.REG_PASSES[0][1:]
-    assert planner.regularisation(P256, more + 1, n)[:2] == planner.REG_PASSES[1][1:]
-    assert planner.regularisation(P256, 100, n)[:2] == planner.REG_PASSES[-1][1:]
+    assert planner.regularisation(P256, first - 0.1, n, "lstm")[:2] == (0.0, 0.0)
+    assert planner.regularisation(P256, first, n, "lstm")[:2] == planner.REG_PASSES[0][1:]
+    assert planner.regularisation(P256, more + 1, n, "lstm")[:2] == planner.REG_PASSES[1][1:]
+    assert planner.regularisation(P256, 100, n, "lstm")[:2] == planner.REG_PASSES[-1][1:]
     assert [w for _, _, w in planner.REG_PASSES] == sorted(w for _, _, w in planner.REG_PASSES)
-    assert planner.regularisation(P128, 100, n)[:2] == (0.0, 0.0)
-    assert "6.1 passes" in planner.regularisation(P256, 6.1, n)[2]
+    assert planner.regularisation(P128, 100, n, "lstm")[:2] == (0.0, 0.0)
+    assert "6.1 passes" in planner.regularisation(P256, 6.1, n, "lstm")[2]
     # a GRU stops at its cap (measured worse above it), up to which it follows the ladder
     G256 = planner.param_count("gru", 2, 256, 65)
     cap = planner.MAX_WDROP["gru"]
@@ -254,7 +249,6 @@ def test_cli_plans_prints_stores_and_info_shows(tmp_path, bundled_text):
     assert "plan" in info.stdout.decode() and plan_["reasons"][0][:40] in info.stdout.decode()
     # an explicit --optimizer is kept; --no-plan keeps every default (no plan stored): the
     # settings a run would use, as --dry-run prints them (the run above stored its plan)
-    import json
     r = run_cli("train", corpus, "--time", "5s", "--dry-run", "--hidden", "32", "--layers", "1",
                 "--optimizer", "rmsprop")
     assert r.returncode == 0, r.stderr.decode()

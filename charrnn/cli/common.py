@@ -5,7 +5,7 @@ import contextlib
 import click
 
 from charrnn import options as O
-from charrnn.errors import DataError, UsageError  # noqa: F401 - DataError: the commands raise the library's
+from charrnn.errors import DataError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -2,8 +2,9 @@
 
 import click
 
-from charrnn.cli.common import (CONTEXT, DataError, checkpoint_option, load_checkpoint,
-                                     resolve_checkpoint, stream_limit, stream_limit_option)
+from charrnn.cli.common import (CONTEXT, checkpoint_option, load_checkpoint, resolve_checkpoint, stream_limit,
+                                stream_limit_option)
+from charrnn.errors import DataError
 
 
 @click.command("eval", context_settings=CONTEXT)

@@ -3,8 +3,8 @@ import os
 
 import click
 
-from charrnn.cli.common import (CONTEXT, DataError, load_checkpoint, newest_checkpoint,
-                                     resolve_checkpoint)
+from charrnn.cli.common import CONTEXT, load_checkpoint, newest_checkpoint, resolve_checkpoint
+from charrnn.errors import DataError
 
 
 @click.command(context_settings=CONTEXT)

@@ -4,7 +4,8 @@ import sys
 
 import click
 
-from charrnn.cli.common import CONTEXT, DataError, err
+from charrnn.cli.common import CONTEXT, err
+from charrnn.errors import DataError
 
 
 @click.command(context_settings=CONTEXT)

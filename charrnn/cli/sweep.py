@@ -5,8 +5,9 @@ import sys
 
 import click
 
-from charrnn.cli.common import CONTEXT, DataError, Duration, read_corpus
+from charrnn.cli.common import CONTEXT, Duration, read_corpus
 from charrnn.cli.train import train as _train
+from charrnn.errors import DataError
 
 # train's options that a sweep sets itself, for each trial: never given to a sweep
 SWEEP_SETS = {"corpus", "out", "resume", "steps", "epochs", "time", "pause_at", "dry_run",
